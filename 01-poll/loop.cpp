@@ -1,0 +1,171 @@
+#include "loop.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace {
+
+// Bytes asked for per recv(). 64 KiB is what a loopback socket typically has ready at once;
+// larger reads gain little and make every round of a flood longer.
+constexpr std::size_t kReadBufferSize = 64 * 1024;
+
+// Accept at most this many clients per round: a burst of connects is taken quickly, but a
+// connect flood cannot starve the clients already connected.
+constexpr int kAcceptsPerRound = 64;
+
+// How long to stop accepting when the kernel cannot give us a descriptor or memory for a new
+// client: long enough not to spin, short enough that service resumes promptly.
+constexpr std::chrono::milliseconds kAcceptPause{100};
+
+constexpr std::size_t kListenerSlot = 0;
+
+}  // namespace
+
+Loop::Loop(Fd listener)
+    : listener_(std::move(listener)),
+      spare_(open_spare_descriptor()),
+      read_buffer_(kReadBufferSize) {
+  if (!spare_) throw FatalError(std::string("open /dev/null: ") + std::strerror(errno));
+  pollfds_.push_back({listener_.get(), POLLIN, 0});
+}
+
+void Loop::run() {
+  for (;;) {
+    // 1. Wait until a socket is ready, or until a paused listener is due to resume.
+    const int ready = poll(pollfds_.data(), pollfds_.size(), poll_timeout_ms());
+    if (ready < 0) {
+      if (errno == EINTR) continue;  // a signal interrupted the wait; nothing is lost
+      throw FatalError(std::string("poll: ") + std::strerror(errno));
+    }
+    // 2. New clients. They join the end of the table with no events yet.
+    resume_accepting_if_due();
+    if (pollfds_[kListenerSlot].revents & POLLIN) accept_ready();
+    // 3. Clients, from the last to the first: closing one moves the last entry into its slot,
+    //    and walking backwards means that entry has already been served this round.
+    for (std::size_t i = connections_.size(); i-- > 0;) {
+      const short revents = pollfds_[i + 1].revents;
+      if (revents != 0) on_client_event(i, revents);
+    }
+  }
+}
+
+void Loop::accept_ready() {
+  for (int n = 0; n < kAcceptsPerRound; ++n) {
+    Accepted client = accept_one(listener_.get());
+    if (client.fd) {
+      pollfds_.push_back({client.fd.get(), POLLIN, 0});
+      connections_.emplace_back(std::move(client.fd));
+      continue;
+    }
+    switch (client.error) {
+      case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+      case EWOULDBLOCK:
+#endif
+        return;  // the accept queue is empty
+      case EMFILE:
+      case ENFILE:
+        shed_one_client();
+        if (accept_paused_) return;
+        continue;
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:
+      case ENETDOWN:
+      case ENOPROTOOPT:
+      case EHOSTDOWN:
+      case ENONET:
+      case EHOSTUNREACH:
+      case ENETUNREACH:
+      case ETIMEDOUT:
+        // This one client failed before we took it (accept(2) lists these network errors as
+        // worth retrying); the next one in the queue may be fine.
+        continue;
+      case ENOBUFS:
+      case ENOMEM:
+        pause_accepting();  // the kernel is short of memory: let it recover
+        return;
+      default:
+        throw FatalError(std::string("accept: ") + std::strerror(client.error));
+    }
+  }
+}
+
+// Out of descriptors (EMFILE: ours; ENFILE: the system's). The client stays in the accept
+// queue, so level-triggered poll reports the listener readable again at once: a busy loop
+// that serves nobody. Instead, give up the spare descriptor, accept the client and close it
+// at once (it sees its connection closed rather than hanging), then take the spare back.
+void Loop::shed_one_client() {
+  bool shed = false;
+  if (spare_) {
+    spare_.reset();
+    shed = static_cast<bool>(accept_one(listener_.get()).fd);  // closed again at once
+    spare_ = open_spare_descriptor();
+  }
+  // Under ENFILE another process may take the descriptor we released before we get it back.
+  // Without a spare, or when even the released one did not let us accept, stop watching the
+  // listener for a while rather than spin.
+  if (!shed || !spare_) pause_accepting();
+}
+
+void Loop::pause_accepting() {
+  accept_paused_ = true;
+  accept_resumes_at_ = std::chrono::steady_clock::now() + kAcceptPause;
+  pollfds_[kListenerSlot].events = 0;
+}
+
+void Loop::resume_accepting_if_due() {
+  if (!accept_paused_ || std::chrono::steady_clock::now() < accept_resumes_at_) return;
+  if (!spare_) spare_ = open_spare_descriptor();
+  accept_paused_ = false;
+  pollfds_[kListenerSlot].events = POLLIN;
+}
+
+void Loop::on_client_event(std::size_t index, short revents) {
+  Connection& conn = connections_[index];
+  // POLLHUP and POLLERR are reported even though nobody asks for them. They are not handled
+  // on their own: the recv() or send() that follows returns the EOF or the error.
+  if ((revents & (POLLIN | POLLHUP | POLLERR)) && conn.wants_read()) {
+    conn.on_readable(read_buffer_);
+  }
+  if ((revents & (POLLOUT | POLLHUP | POLLERR)) && conn.wants_write()) conn.on_writable();
+  if (conn.wants_close()) {
+    close_client(index);
+  } else {
+    update_interest(index);
+  }
+}
+
+// The interest set of one client follows from its state, here and nowhere else.
+void Loop::update_interest(std::size_t index) {
+  const Connection& conn = connections_[index];
+  short events = 0;
+  // Not reading a client over the backpressure cap makes the kernel buffers fill up and TCP
+  // flow control slow the client down, instead of our memory growing without bound.
+  if (conn.wants_read()) events |= POLLIN;
+  // POLLOUT only while bytes are owed: a socket with room in its send buffer is writable all
+  // the time, so POLLOUT left on would wake every poll() at once and spin.
+  if (conn.wants_write()) events |= POLLOUT;
+  pollfds_[index + 1].events = events;
+}
+
+// Closes one client: the last entry moves into its slot, so the table stays dense.
+void Loop::close_client(std::size_t index) {
+  const std::size_t last = connections_.size() - 1;
+  if (index != last) {
+    connections_[index] = std::move(connections_[last]);  // the moved-over Fd closes the socket
+    pollfds_[index + 1] = pollfds_[last + 1];
+  }
+  connections_.pop_back();
+  pollfds_.pop_back();
+}
+
+int Loop::poll_timeout_ms() const {
+  if (!accept_paused_) return -1;  // nothing to do until a socket is ready
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(accept_resumes_at_ -
+                                                                 std::chrono::steady_clock::now());
+  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+}

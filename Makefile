@@ -1,0 +1,111 @@
+# The course's build and test entry points. `make help` lists them.
+#
+# Every numbered directory builds on its own (make -C 01-poll); this Makefile only drives them.
+# Build output goes to build/<stage-dir>/ (build-address-undefined/<stage-dir>/ with
+# SANITIZE=address,undefined, build-clang/<stage-dir>/ with CXX=clang++), never the sources.
+
+# Test targets must not run side by side: they start servers, open thousands of sockets and
+# measure CPU time. Builds still run in parallel under -j, inside each stage's own make.
+.NOTPARALLEL:
+
+SHELL := /bin/bash
+STAGE_DIRS := $(sort $(wildcard 0[1-5]-*))
+STAGE_NUMBERS := $(patsubst 0%,%,$(foreach d,$(STAGE_DIRS),$(firstword $(subst -, ,$d))))
+HIGHEST_STAGE := $(lastword $(STAGE_NUMBERS))
+stage_dir = $(or $(wildcard 0$(1)-*),$(error there is no stage $(1) yet: stages here are $(STAGE_NUMBERS)))
+
+comma := ,
+ifeq ($(findstring clang,$(notdir $(CXX))),clang)
+  TREE_SUFFIX := -clang
+endif
+ifneq ($(SANITIZE),)
+  TREE_SUFFIX := $(TREE_SUFFIX)-$(subst $(comma),-,$(SANITIZE))
+  # ASan's default quarantine (256 MiB) would look like unbounded memory to the tests, and
+  # sanitized code is several times slower, so the suite's deadlines are scaled up.
+  export ASAN_OPTIONS := quarantine_size_mb=16:halt_on_error=1:abort_on_error=0
+  export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
+  export TEST_TIME_SCALE ?= 4
+endif
+BUILD_ROOT := build$(TREE_SUFFIX)
+STAGE_MAKE = $(MAKE) --no-print-directory -C $(call stage_dir,$(1)) BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT)
+
+# The interpreter that can `import pytest`: Debian's python3-pytest is installed for
+# /usr/bin/python3, and a python3 earlier on PATH (pyenv, conda, a venv) may lack it.
+PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
+    if command -v $$p >/dev/null 2>&1 && $$p -c 'import pytest, pytest_timeout' 2>/dev/null; \
+    then command -v $$p; break; fi; done)
+PYTEST = $(PYTHON) -m pytest tests --stage $(1) --server $(BUILD_ROOT)/$(call stage_dir,$(1))/server \
+    $(if $(QUICK),-m "not slow")
+
+DEPS := doctest-dev python3-pytest python3-pytest-timeout netcat-openbsd
+PORT ?= 7000
+HOST ?= 127.0.0.1
+STAGE ?= $(HIGHEST_STAGE)
+
+.PHONY: all help deps check-deps run test unit-tests format-check clean
+
+all: $(addprefix stage-,$(STAGE_NUMBERS))
+
+help:
+	@echo "make run            build and start stage $(STAGE) on $(HOST):$(PORT) (STAGE=N picks another)"
+	@echo "make test           everything: deps if missing, every stage's unit tests and the shared suite"
+	@echo "make stage-N        build stage N into $(BUILD_ROOT)/<stage-dir>/"
+	@echo "make test-N         unit tests of stage N, then the shared suite against it (QUICK=1: no slow tests)"
+	@echo "make diff-N         what stage N changed from stage N-1"
+	@echo "make unit-tests     build every stage and run its unit tests only"
+	@echo "make deps           install the Debian packages the tests need"
+	@echo "make format-check   clang-format finds nothing to change"
+	@echo "make clean          remove every build tree"
+	@echo "Options: SANITIZE=address,undefined  CXX=clang++  QUICK=1  STAGE=N  PORT=N"
+	@echo "Stages here: $(STAGE_DIRS)"
+
+# Pattern rules, not .PHONY ones (make skips pattern rules for phony targets): FORCE makes
+# them run every time, and each stage's own make decides what is out of date.
+FORCE:
+stage-%: FORCE
+	@$(call STAGE_MAKE,$*) all
+
+# Installs the test tools. Needs root (or sudo): otherwise prints the command and stops.
+deps:
+	@set -e; cmd="apt-get update && apt-get install -y --no-install-recommends $(DEPS)"; \
+	if [ "$$(id -u)" = 0 ]; then bash -c "export DEBIAN_FRONTEND=noninteractive; $$cmd"; \
+	elif sudo -n true 2>/dev/null; then sudo bash -c "export DEBIAN_FRONTEND=noninteractive; $$cmd"; \
+	else echo "make deps needs root. Run:"; echo "  sudo sh -c '$$cmd'"; exit 1; fi
+
+# Runs `make deps` only when something is missing, so `make test` works on a fresh machine.
+check-deps:
+	@missing=""; \
+	[ -f /usr/include/doctest/doctest.h ] || missing="$$missing doctest-dev"; \
+	[ -n "$(PYTHON)" ] || missing="$$missing python3-pytest python3-pytest-timeout"; \
+	command -v nc >/dev/null 2>&1 || missing="$$missing netcat-openbsd"; \
+	if [ -n "$$missing" ]; then echo "missing:$$missing; running make deps"; $(MAKE) --no-print-directory deps; fi
+
+run: stage-$(STAGE)
+	exec $(BUILD_ROOT)/$(call stage_dir,$(STAGE))/server --host $(HOST) --port $(PORT)
+
+# PYTHON is expanded when this recipe runs, after check-deps may have installed pytest.
+test-%: check-deps stage-% FORCE
+	@echo "=== stage $*: unit tests ==="
+	$(BUILD_ROOT)/$(call stage_dir,$*)/unit_tests
+	@echo "=== stage $*: shared suite ==="
+	$(if $(PYTHON),,$(error no python3 here can import pytest and pytest_timeout: run make deps))
+	$(call PYTEST,$*)
+
+unit-tests: check-deps all
+	@set -e; for d in $(STAGE_DIRS); do echo "=== $$d: unit tests ==="; $(BUILD_ROOT)/$$d/unit_tests; done
+
+test: check-deps all
+	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
+	@echo "make test: every stage passed ($(STAGE_DIRS))"
+
+diff-%: FORCE
+	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
+	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
+	diff -ru --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
+
+FORMATTED := $(wildcard $(addsuffix /*.cpp,$(STAGE_DIRS) tools bench) $(addsuffix /*.hpp,$(STAGE_DIRS) tools bench))
+format-check:
+	@clang-format --dry-run --Werror $(FORMATTED) && echo "format-check: $(words $(FORMATTED)) files clean"
+
+clean:
+	rm -rf build build-*
