@@ -1,0 +1,347 @@
+"""The black-box suite's options, stage gate and server fixture.
+
+    pytest tests --stage N [--server PATH]
+
+--stage decides which tests apply: a test marked @pytest.mark.since(K) runs only when N >= K.
+That marker is the only gate; the tests it leaves out are listed at the end of the run with the
+reason from the SINCE table below. --server overrides the binary (default
+build/<stage-dir>/server), e.g. for a sanitizer build.
+"""
+
+import ipaddress
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES = range(1, 6)
+
+# The one table of stage gates. A test marked since(N) is left out for stages before N,
+# and this is the reason the run prints for it: what stage N adds.
+SINCE = {
+    1: "stage 1 (poll) already meets the whole echo contract",
+    5: "stage 5 adds --threads, idle timeouts, connection limits, logging and graceful shutdown",
+}
+
+STAGE_KEY = pytest.StashKey[int]()
+SERVER_PATH_KEY = pytest.StashKey[Path]()
+LEFT_OUT_KEY = pytest.StashKey[dict]()
+SERVERS_KEY = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("echo server suite")
+    group.addoption("--stage", metavar="N", default=None,
+                    help="stage under test, 1..5 (required): decides which tests apply")
+    group.addoption("--server", metavar="PATH", default=None,
+                    help="server binary (default: build/<stage-dir>/server)")
+
+
+def _stage_dir(stage):
+    matches = sorted(p for p in REPO_ROOT.glob(f"0{stage}-*") if p.is_dir())
+    if len(matches) != 1:
+        found = ", ".join(p.name for p in matches) or "none"
+        raise pytest.UsageError(
+            f"expected exactly one directory 0{stage}-* in {REPO_ROOT} for stage {stage},"
+            f" found {found}; pass --server PATH to name the binary directly")
+    return matches[0]
+
+
+def pytest_configure(config):
+    if config.option.help:
+        return  # `pytest --help` must work without --stage
+    if helpers.TIME_SCALE_ERROR:
+        raise pytest.UsageError(helpers.TIME_SCALE_ERROR)
+    text = config.getoption("stage")
+    if text is None:
+        raise pytest.UsageError(
+            "--stage N is required (N = 1..5): it decides which tests apply,"
+            " e.g. `pytest tests --stage 1`")
+    if not text.isdigit() or int(text) not in STAGES:
+        raise pytest.UsageError(f"--stage must be one of 1..5, got {text!r}")
+    stage = int(text)
+    server = config.getoption("server")
+    if server is None:
+        path = REPO_ROOT / "build" / _stage_dir(stage).name / "server"
+        if not path.is_file():
+            raise pytest.UsageError(
+                f"server binary {path} does not exist: build it with `make stage-{stage}`"
+                f" (or pass --server PATH)")
+    else:
+        path = Path(server).resolve()
+        if not path.is_file():
+            raise pytest.UsageError(f"--server {server}: no such file")
+    if not os.access(path, os.X_OK):
+        raise pytest.UsageError(f"server binary {path} is not executable")
+    config.stash[STAGE_KEY] = stage
+    config.stash[SERVER_PATH_KEY] = path
+    config.stash[LEFT_OUT_KEY] = {}
+
+
+def pytest_report_header(config):
+    if STAGE_KEY not in config.stash:
+        return None
+    return (f"echo server suite: stage {config.stash[STAGE_KEY]},"
+            f" server {config.stash[SERVER_PATH_KEY]}, TEST_TIME_SCALE={helpers.TIME_SCALE:g}"
+            f" (per-test timeout {helpers.scaled(_default_timeout(config)):g} s)")
+
+
+def _since(item):
+    marker = item.get_closest_marker("since")
+    if marker is None:
+        return 1  # no marker: part of the contract every stage meets
+    if len(marker.args) != 1 or marker.kwargs or not isinstance(marker.args[0], int):
+        raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.since(N) with one integer N")
+    since = marker.args[0]
+    if since not in SINCE:
+        raise pytest.UsageError(
+            f"{item.nodeid}: since({since}) has no entry in the SINCE table of"
+            f" {Path(__file__).name}; add the stage and its reason there")
+    return since
+
+
+def _default_timeout(config):
+    """pytest-timeout's limit for tests without their own: --timeout, else the ini value."""
+    base = config.getoption("timeout", None)
+    if base is None:
+        base = config.getini("timeout") or 0
+    return float(base)
+
+
+def _scale_timeout(config, item):
+    """Multiplies the test's pytest-timeout limit (marker, --timeout or ini) by the scale."""
+    marker = item.get_closest_marker("timeout")
+    kwargs = dict(marker.kwargs) if marker else {}
+    if marker and marker.args:
+        base = marker.args[0]
+    elif "timeout" in kwargs:
+        base = kwargs.pop("timeout")
+    else:
+        base = _default_timeout(config)
+    base = float(base)
+    if base > 0:
+        # Prepended, so it is the closest timeout marker, the one pytest-timeout reads.
+        item.add_marker(pytest.mark.timeout(helpers.scaled(base), **kwargs), append=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    stage = config.stash[STAGE_KEY]
+    kept, left_out = [], []
+    by_stage = config.stash[LEFT_OUT_KEY]
+    for item in items:
+        since = _since(item)
+        if since > stage:
+            left_out.append(item)
+            by_stage.setdefault(since, []).append(item.nodeid)
+        else:
+            _scale_timeout(config, item)
+            kept.append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    by_stage = config.stash.get(LEFT_OUT_KEY, {})
+    if not by_stage:
+        return
+    stage = config.stash[STAGE_KEY]
+    terminalreporter.write_sep("-", f"left out for --stage {stage} (see SINCE in conftest.py)")
+    for since in sorted(by_stage):
+        nodeids = by_stage[since]
+        terminalreporter.write_line(f"since stage {since}, {len(nodeids)} tests: {SINCE[since]}")
+        for nodeid in nodeids:
+            terminalreporter.write_line(f"    {nodeid}")
+
+
+@pytest.fixture(scope="session")
+def stage(pytestconfig):
+    """The stage number given with --stage."""
+    return pytestconfig.stash[STAGE_KEY]
+
+
+@pytest.fixture(scope="session")
+def server_path(pytestconfig):
+    """The server binary under test."""
+    return pytestconfig.stash[SERVER_PATH_KEY]
+
+
+class Server:
+    """One server process started by the start_server fixture; the fixture owns and stops it."""
+
+    def __init__(self, argv, proc, stdout_path, stderr_path):
+        self.argv = argv
+        self.proc = proc
+        self.pid = proc.pid
+        self.stdout_path = stdout_path
+        self.stderr_path = stderr_path
+        self.host = None
+        self.port = None
+        self.clients = []
+        # Set once a death has been reported, so it is reported once; or when the test
+        # itself stopped the server on purpose (stop()).
+        self.death_handled = False
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def stderr_text(self):
+        return self.stderr_path.read_bytes().decode("utf-8", "replace")
+
+    def death_message(self):
+        """None while the server runs; otherwise how it ended, with the tail of its stderr."""
+        if self.proc.poll() is None:
+            return None
+        return (f"the server died during the test: {helpers.describe_exit(self.proc.returncode)}\n"
+                f"command: {' '.join(self.argv)}\n"
+                f"server stderr ({self.stderr_path}):\n"
+                f"{helpers.tail_text(self.stderr_text()) or '(empty)'}")
+
+    def assert_alive(self, context=""):
+        """Fails the test, saying how the server ended, if it is no longer running."""
+        __tracebackhide__ = True
+        message = self.death_message()
+        if message is not None:
+            self.death_handled = True
+            raise AssertionError((f"{context}: " if context else "") + message)
+
+    def connect(self, timeout=5.0, rcvbuf=None):
+        """A client socket to this server (TCP_NODELAY, closed at teardown if still open)."""
+        __tracebackhide__ = True
+        try:
+            sock = helpers.connect(self.host, self.port, timeout, rcvbuf)
+        except OSError as e:
+            message = self.death_message()
+            if message is None:
+                raise
+            self.death_handled = True
+            raise AssertionError(
+                f"connect to {self.host}:{self.port} failed ({e}): {message}") from None
+        self.clients.append(sock)
+        return sock
+
+    def fd_count(self):
+        return helpers.count_fds(self.pid)
+
+    def open_fds(self):
+        return helpers.open_fds(self.pid)
+
+    def stop(self, sig=signal.SIGTERM, seconds=10.0):
+        """Sends `sig` and waits (scaled) for the exit; returns the return code.
+
+        For tests that stop the server on purpose: its exit is then not reported as a death.
+        """
+        self.death_handled = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=helpers.scaled(seconds))
+            except subprocess.TimeoutExpired:
+                pass
+        return self.proc.poll()
+
+
+def _wait_for_listening_line(server, seconds):
+    """Reads the first stdout line; fails the test if the server exits or stays silent."""
+    deadline = helpers.deadline_after(seconds)
+    while True:
+        text = server.stdout_path.read_bytes()
+        if b"\n" in text:
+            return text.split(b"\n", 1)[0].decode("utf-8", "replace")
+        if server.proc.poll() is not None:
+            server.death_handled = True
+            pytest.fail(f"the server exited before printing 'listening on HOST:PORT':"
+                        f" {helpers.describe_exit(server.proc.returncode)}\n"
+                        f"command: {' '.join(server.argv)}\nstdout: {text!r}\n"
+                        f"stderr:\n{helpers.tail_text(server.stderr_text())}")
+        if time.monotonic() >= deadline:
+            pytest.fail(f"the server printed no 'listening on HOST:PORT' line within"
+                        f" {helpers.scaled(seconds):.1f} s (is stdout flushed?)\n"
+                        f"command: {' '.join(server.argv)}\nstdout so far: {text!r}\n"
+                        f"stderr:\n{helpers.tail_text(server.stderr_text())}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def start_server(server_path, tmp_path, request):
+    """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None) -> Server.
+
+    Starts the binary with --host/--port (None leaves a flag out, to test its default), sends
+    stdout and stderr to files in tmp_path (a full pipe would block a chatty server), waits for
+    the `listening on` line and checks it. At teardown, closes the clients, fails the test if a
+    server died during it, and stops every server by PID.
+    """
+    servers = []
+    request.node.stash[SERVERS_KEY] = servers
+
+    def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0):
+        argv = [str(server_path)]
+        if host is not None:
+            argv += ["--host", host]
+        if port is not None:
+            argv += ["--port", str(port)]
+        argv += [str(a) for a in extra_args]
+        n = len(servers) + 1
+        stdout_path = tmp_path / f"server-{n}.stdout"
+        stderr_path = tmp_path / f"server-{n}.stderr"
+        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    cwd=tmp_path, preexec_fn=helpers.child_limits(nofile))
+        server = Server(argv, proc, stdout_path, stderr_path)
+        servers.append(server)
+        line = _wait_for_listening_line(server, ready_seconds)
+        parsed = helpers.parse_listening_line(line)
+        if parsed is None:
+            pytest.fail(f"the first stdout line is {line!r}, not 'listening on HOST:PORT'"
+                        f" (IPv6 as [ADDR]:PORT)\ncommand: {' '.join(argv)}")
+        server.host, server.port = parsed
+        if host is not None and ipaddress.ip_address(server.host) != ipaddress.ip_address(host):
+            pytest.fail(f"asked for --host {host}, the server says {line!r}")
+        if port not in (None, 0) and server.port != port:
+            pytest.fail(f"asked for --port {port}, the server says {line!r}")
+        if server.port == 0:
+            pytest.fail(f"the server printed port 0 ({line!r}): it must print the port it got")
+        return server
+
+    yield start
+
+    for server in servers:
+        for sock in server.clients:
+            sock.close()
+    deaths = []
+    for server in servers:
+        message = None if server.death_handled else server.death_message()
+        if message is not None:
+            server.death_handled = True
+            deaths.append(message)
+        helpers.stop_process(server.proc)
+    if deaths:
+        pytest.fail("\n\n".join(deaths), pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Reports a server's death as part of the test that caused it, not only at teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call":
+        return
+    for server in item.stash.get(SERVERS_KEY, []):
+        if server.death_handled:
+            continue
+        message = server.death_message()
+        if message is None:
+            continue
+        server.death_handled = True
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = message
+        else:
+            report.sections.append(("the server died", message))

@@ -1,0 +1,225 @@
+"""SPEC behaviour 12: the command line, as in the server contract.
+
+`--help` prints usage and exits 0; bad arguments print `error: ...` and the usage to stderr and
+exit 2; a failing bind prints `error: ...` and exits 1; when ready the server prints exactly one
+flushed line `listening on HOST:PORT` (IPv6 as `[ADDR]:PORT`). Never a crash.
+"""
+
+import select
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import (child_limits, deadline_after, describe_exit, echo_roundtrip,
+                     ipv6_loopback_usable, open_fds, parse_listening_line, scaled, stop_process,
+                     tail_text)
+
+pytestmark = pytest.mark.since(1)
+
+# What a crash or an uncaught exception leaves on stderr (libstdc++, glibc, sanitizers).
+CRASH_SIGNS = ("terminate called", "what():", "Segmentation fault", "core dumped", "Aborted",
+               "AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Traceback")
+
+
+def run_cli(server_path, args, tmp_path, seconds=5.0):
+    """Runs the server with `args`, expecting it to exit by itself; returns (rc, stdout, stderr)."""
+    proc = subprocess.Popen([str(server_path), *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            preexec_fn=child_limits())
+    try:
+        out, err = proc.communicate(timeout=scaled(seconds))
+    except subprocess.TimeoutExpired:
+        stop_process(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"`server {' '.join(args)}` still ran after {scaled(seconds):.1f} s"
+                    f" instead of exiting (did it take the arguments and start serving?)\n"
+                    f"stdout: {tail_text(out)}\nstderr: {tail_text(err)}")
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def describe_run(args, rc, out, err):
+    return (f"`server {' '.join(args)}`: {describe_exit(rc)}\n"
+            f"--- stdout ---\n{tail_text(out, 2000)}\n--- stderr ---\n{tail_text(err, 2000)}")
+
+
+def has_error_line(text):
+    return any(line.startswith("error: ") for line in text.splitlines())
+
+
+def test_help_prints_usage_and_exits_0(server_path, tmp_path):
+    """Catches --help treated as an unknown flag, printed to stderr, or starting the server."""
+    args = ["--help"]
+    rc, out, err = run_cli(server_path, args, tmp_path)
+    assert rc == 0, describe_run(args, rc, out, err)
+    assert "usage" in out.lower(), "no usage on stdout\n" + describe_run(args, rc, out, err)
+    assert not has_error_line(err), describe_run(args, rc, out, err)
+
+
+# Where the mistake is not in --port, "--port 0" keeps a server that wrongly accepts the
+# arguments off the default port 7000 (which something else may be using).
+BAD_ARGUMENTS = {
+    "port_not_a_number": ["--port", "abc"],
+    "port_too_large": ["--port", "70000"],
+    "port_negative": ["--port", "-1"],
+    "port_with_trailing_junk": ["--port", "7000x"],  # atoi/stoi stop at the 'x'
+    "port_overflowing_int": ["--port", "99999999999999999999"],  # stoi throws
+    "port_missing_value": ["--port"],
+    "host_missing_value": ["--port", "0", "--host"],
+    "host_not_an_address": ["--host", "not-an-ip", "--port", "0"],
+    "unknown_flag": ["--port", "0", "--bogus"],
+    "stray_positional_argument": ["--port", "0", "stray"],
+}
+
+
+@pytest.mark.parametrize("args", list(BAD_ARGUMENTS.values()), ids=list(BAD_ARGUMENTS))
+def test_bad_arguments_rejected_with_usage_and_exit_2(server_path, tmp_path, args):
+    """Catches lax parsing (number prefixes, ignored flags), uncaught exceptions, wrong codes."""
+    rc, out, err = run_cli(server_path, args, tmp_path)
+    report = describe_run(args, rc, out, err)
+    assert rc is not None and rc >= 0, "the server crashed\n" + report
+    assert not any(sign in err for sign in CRASH_SIGNS), "stderr looks like a crash\n" + report
+    assert rc == 2, "expected exit code 2 for bad arguments\n" + report
+    assert has_error_line(err), "no stderr line starting with 'error: '\n" + report
+    assert "usage" in err.lower(), "no usage on stderr\n" + report
+    assert "listening on" not in out, report
+
+
+def test_address_in_use_exits_1(server_path, tmp_path):
+    """Catches a failing bind that crashes, exits 0/2, or is hidden by SO_REUSEPORT."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: nobody else may bind this port
+        holder.listen(8)
+        port = holder.getsockname()[1]
+        args = ["--host", "127.0.0.1", "--port", str(port)]
+        rc, out, err = run_cli(server_path, args, tmp_path)
+    report = describe_run(args, rc, out, err)
+    assert rc == 1, "expected exit code 1 when the address is in use\n" + report
+    assert has_error_line(err), "no stderr line starting with 'error: '\n" + report
+    assert not any(sign in err for sign in CRASH_SIGNS), "stderr looks like a crash\n" + report
+    assert "listening on" not in out, report
+
+
+def test_unassigned_address_bind_failure_exits_1(server_path, tmp_path):
+    """Catches bind errors other than EADDRINUSE (here EADDRNOTAVAIL) crashing or exiting 0."""
+    address = "192.0.2.1"  # TEST-NET-1 (RFC 5737): a valid address no machine should own
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, 0))
+            owned = True
+        except OSError:
+            owned = False
+    if owned:
+        pytest.skip(f"this machine owns {address}, so binding it cannot fail here")
+    args = ["--host", address, "--port", "0"]
+    rc, out, err = run_cli(server_path, args, tmp_path)
+    report = describe_run(args, rc, out, err)
+    assert rc == 1, "expected exit code 1 for a failing bind\n" + report
+    assert has_error_line(err), "no stderr line starting with 'error: '\n" + report
+
+
+def test_port_0_prints_the_real_port(start_server):
+    """Catches printing the requested port (0) instead of the one the kernel chose."""
+    server = start_server(port=0)
+    assert 0 < server.port < 65536
+    client = server.connect()
+    echo_roundtrip(client, b"port 0 works", "echo on the port printed for --port 0")
+
+
+def test_listening_line_is_one_flushed_line(server_path, tmp_path):
+    """Catches unflushed stdout (a pipe is block-buffered) and extra or malformed stdout lines."""
+    args = [str(server_path), "--host", "127.0.0.1", "--port", "0"]
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=err, cwd=tmp_path, preexec_fn=child_limits())
+    try:
+        out = bytearray()
+        deadline = deadline_after(10)
+        while b"\n" not in out and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 0.05)[0]:
+                chunk = proc.stdout.raw.read(4096)
+                if not chunk:
+                    break
+                out += chunk
+        alive = proc.poll() is None
+        stderr = (tmp_path / "stderr").read_text(errors="replace")
+        assert alive, (f"the server exited ({describe_exit(proc.returncode)});"
+                       f" stdout {bytes(out)!r}, stderr:\n{tail_text(stderr)}")
+        assert b"\n" in out, (f"no complete line on stdout within {scaled(10):.1f} s while the"
+                              f" server runs (not flushed?): got {bytes(out)!r}")
+        line, rest = bytes(out).split(b"\n", 1)
+        parsed = parse_listening_line(line.decode("utf-8", "replace"))
+        assert parsed is not None and parsed[0] == "127.0.0.1", (
+            f"first stdout line {line!r} is not 'listening on 127.0.0.1:PORT'")
+        with socket.create_connection(parsed, timeout=scaled(5)) as client:
+            echo_roundtrip(client, b"ready means ready", "echo right after the listening line")
+        # Serving a client must not print anything more: stdout carries that one line only.
+        time.sleep(scaled(0.2))
+        if select.select([proc.stdout], [], [], 0)[0]:
+            rest += proc.stdout.raw.read(4096) or b""
+        assert rest == b"", f"stdout has more than the one line: {rest[:200]!r}"
+    finally:
+        stop_process(proc)
+        proc.stdout.close()
+
+
+def test_ipv6_host_printed_in_brackets(start_server):
+    """Catches an IPv6 listener printed without brackets, or --host ::1 bound as IPv4."""
+    if not ipv6_loopback_usable():
+        pytest.skip("this machine cannot listen on ::1 (IPv6 disabled)")
+    server = start_server(host="::1")
+    line = server.stdout_path.read_text().splitlines()[0]
+    assert line == f"listening on [::1]:{server.port}", f"got {line!r}"
+    client = server.connect()
+    assert client.family == socket.AF_INET6
+    echo_roundtrip(client, b"over IPv6", "echo over [::1]")
+
+
+def _listening_addresses(pid):
+    """Addresses ("127.0.0.1:PORT", "[::]:PORT", ...) of the process's listening TCP sockets."""
+    inodes = {target[len("socket:["):-1] for target in open_fds(pid).values()
+              if target.startswith("socket:[")}
+    found = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in lines:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A = TCP_LISTEN
+                continue
+            hex_addr, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_addr)
+            # /proc prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            port = int(hex_port, 16)
+            if v6:
+                found.append(f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{port}")
+            else:
+                found.append(f"{socket.inet_ntop(socket.AF_INET, raw)}:{port}")
+    return found
+
+
+def test_default_host_is_loopback_only(start_server):
+    """Catches a server that listens on all interfaces (0.0.0.0 or ::) when --host is not given."""
+    server = start_server(host=None, port=0)
+    assert server.host == "127.0.0.1", f"without --host the server listens on {server.host}"
+    addresses = _listening_addresses(server.pid)
+    assert addresses == [f"127.0.0.1:{server.port}"], (
+        f"without --host the server should listen on 127.0.0.1:{server.port} only;"
+        f" its listening sockets are bound to {addresses}")
+
+
+def test_default_port_is_7000(start_server):
+    """Catches a wrong default port (the README's `nc 127.0.0.1 7000` would find nothing)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", 7000))
+        except OSError as e:
+            pytest.skip(f"port 7000 is taken on this machine ({e.strerror}),"
+                        " so the default cannot be tested")
+    server = start_server(port=None)
+    assert server.port == 7000, f"without --port the server listens on port {server.port}"
