@@ -63,7 +63,7 @@ help:
 # them run every time, and each stage's own make decides what is out of date.
 FORCE:
 stage-%: FORCE
-	@$(call STAGE_MAKE,$*) all
+	+@$(call STAGE_MAKE,$*) all
 
 # Installs the test tools. Needs root (or sudo): otherwise prints the command and stops.
 deps:

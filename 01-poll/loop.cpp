@@ -8,8 +8,9 @@
 
 namespace {
 
-// Bytes asked for per recv(). 64 KiB is what a loopback socket typically has ready at once;
-// larger reads gain little and make every round of a flood longer.
+// Bytes asked for per recv(). There is one such buffer for the whole loop, so its size costs
+// nothing per connection; 64 KiB moves a bulk transfer in few calls, and it bounds what one
+// client can make us read (and echo) per round, which keeps a flooding client from hogging one.
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 
 // Accept at most this many clients per round: a burst of connects is taken quickly, but a
@@ -40,7 +41,7 @@ void Loop::run() {
       if (errno == EINTR) continue;  // a signal interrupted the wait; nothing is lost
       throw FatalError(std::string("poll: ") + std::strerror(errno));
     }
-    // 2. New clients. They join the end of the table with no events yet.
+    // 2. New clients.
     resume_accepting_if_due();
     if (pollfds_[kListenerSlot].revents & POLLIN) accept_ready();
     // 3. Clients, from the last to the first: closing one moves the last entry into its slot,
@@ -56,8 +57,7 @@ void Loop::accept_ready() {
   for (int n = 0; n < kAcceptsPerRound; ++n) {
     Accepted client = accept_one(listener_.get());
     if (client.fd) {
-      pollfds_.push_back({client.fd.get(), POLLIN, 0});
-      connections_.emplace_back(std::move(client.fd));
+      add_client(std::move(client.fd));
       continue;
     }
     switch (client.error) {
@@ -122,6 +122,13 @@ void Loop::resume_accepting_if_due() {
   if (!spare_) spare_ = open_spare_descriptor();
   accept_paused_ = false;
   pollfds_[kListenerSlot].events = POLLIN;
+}
+
+// A new client joins the end of the table, with no events until the next poll().
+void Loop::add_client(Fd socket) {
+  pollfds_.push_back({socket.get(), 0, 0});
+  connections_.emplace_back(std::move(socket));
+  update_interest(connections_.size() - 1);
 }
 
 void Loop::on_client_event(std::size_t index, short revents) {

@@ -21,6 +21,7 @@ class Loop {
 
  private:
   void accept_ready();
+  void add_client(Fd socket);
   void shed_one_client();
   void pause_accepting();
   void resume_accepting_if_due();
