@@ -40,6 +40,18 @@ std::size_t write_some(const Fd& from, std::string_view bytes) {
   return static_cast<std::size_t>(n);
 }
 
+// The client writes all of `bytes` and reads nothing, while the connection reads (and echoes)
+// whenever it wants to. Returns how many bytes the client managed to write.
+std::size_t send_all_without_reading(const Fd& client, Connection& conn,
+                                     std::span<char> read_buffer, std::string_view bytes) {
+  std::size_t written = 0;
+  for (int rounds = 0; written < bytes.size() && rounds < 100000; ++rounds) {
+    written += write_some(client, bytes.substr(written));
+    if (conn.wants_read()) conn.on_readable(read_buffer);
+  }
+  return written;
+}
+
 // Reads everything available now.
 std::string read_available(const Fd& from) {
   std::string got;
@@ -74,14 +86,9 @@ TEST_CASE("partial write keeps the unsent tail in order, and it arrives once the
   std::vector<char> read_buffer(65536);
   const std::string sent = pattern(600000);  // far more than an AF_UNIX socket buffers
   std::string received;
-  std::size_t written = 0;
   // The client writes everything before reading anything, so the echo fills the socket and
   // the connection must keep the tail of each partial send.
-  for (int rounds = 0; written < sent.size() && rounds < 100000; ++rounds) {
-    written += write_some(client, std::string_view(sent).substr(written));
-    if (conn.wants_read()) conn.on_readable(read_buffer);
-  }
-  REQUIRE(written == sent.size());
+  REQUIRE(send_all_without_reading(client, conn, read_buffer, sent) == sent.size());
   CHECK(conn.wants_write());  // some of the echo did not fit
   for (int rounds = 0; received.size() < sent.size() && rounds < 100000; ++rounds) {
     received += read_available(client);
@@ -120,11 +127,7 @@ TEST_CASE("EOF with bytes owed keeps the connection open until they are sent") {
   Connection conn(std::move(server));
   std::vector<char> read_buffer(65536);
   const std::string sent = pattern(400000);
-  std::size_t written = 0;
-  for (int rounds = 0; written < sent.size() && rounds < 100000; ++rounds) {
-    written += write_some(client, std::string_view(sent).substr(written));
-    if (conn.wants_read()) conn.on_readable(read_buffer);
-  }
+  REQUIRE(send_all_without_reading(client, conn, read_buffer, sent) == sent.size());
   REQUIRE(shutdown(client.get(), SHUT_WR) == 0);  // half-close: "I am done sending"
   for (int rounds = 0; conn.wants_read() && rounds < 100000; ++rounds) {
     conn.on_readable(read_buffer);
@@ -157,11 +160,7 @@ TEST_CASE("writing to a client that is gone closes the connection instead of rai
   Connection conn(std::move(server));
   std::vector<char> read_buffer(65536);
   const std::string sent = pattern(400000);
-  std::size_t written = 0;
-  for (int rounds = 0; written < sent.size() && rounds < 100000; ++rounds) {
-    written += write_some(client, std::string_view(sent).substr(written));
-    if (conn.wants_read()) conn.on_readable(read_buffer);
-  }
+  REQUIRE(send_all_without_reading(client, conn, read_buffer, sent) == sent.size());
   REQUIRE(conn.wants_write());
   client.reset();      // the client vanishes while the server still owes it bytes
   conn.on_writable();  // without MSG_NOSIGNAL, SIGPIPE would end this test process here
