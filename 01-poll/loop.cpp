@@ -9,8 +9,8 @@
 namespace {
 
 // Bytes asked for per recv(). There is one such buffer for the whole loop, so its size costs
-// nothing per connection; 64 KiB moves a bulk transfer in few calls, and it bounds what one
-// client can make us read (and echo) per round, which keeps a flooding client from hogging one.
+// nothing per connection. 64 KiB moves a bulk transfer in few calls, and it caps what one
+// client can make us read (and echo) per round, so a flooding client cannot take a whole round.
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 
 // Accept at most this many clients per round: a burst of connects is taken quickly, but a
@@ -20,8 +20,6 @@ constexpr int kAcceptsPerRound = 64;
 // How long to stop accepting when the kernel cannot give us a descriptor or memory for a new
 // client: long enough not to spin, short enough that service resumes promptly.
 constexpr std::chrono::milliseconds kAcceptPause{100};
-
-constexpr std::size_t kListenerSlot = 0;
 
 }  // namespace
 
@@ -69,7 +67,7 @@ void Loop::accept_ready() {
       case EMFILE:
       case ENFILE:
         shed_one_client();
-        if (accept_paused_) return;
+        if (accept_paused()) return;
         continue;
       case ECONNABORTED:
       case EPROTO:
@@ -99,28 +97,27 @@ void Loop::accept_ready() {
 // that serves nobody. Instead, give up the spare descriptor, accept the client and close it
 // at once (it sees its connection closed rather than hanging), then take the spare back.
 void Loop::shed_one_client() {
-  bool shed = false;
+  bool still_out = true;
   if (spare_) {
     spare_.reset();
-    shed = static_cast<bool>(accept_one(listener_.get()).fd);  // closed again at once
+    const Accepted doomed = accept_one(listener_.get());  // closed again at once
+    still_out = doomed.error == EMFILE || doomed.error == ENFILE;
     spare_ = open_spare_descriptor();
   }
   // Under ENFILE another process may take the descriptor we released before we get it back.
   // Without a spare, or when even the released one did not let us accept, stop watching the
   // listener for a while rather than spin.
-  if (!shed || !spare_) pause_accepting();
+  if (still_out || !spare_) pause_accepting();
 }
 
 void Loop::pause_accepting() {
-  accept_paused_ = true;
   accept_resumes_at_ = std::chrono::steady_clock::now() + kAcceptPause;
   pollfds_[kListenerSlot].events = 0;
 }
 
 void Loop::resume_accepting_if_due() {
-  if (!accept_paused_ || std::chrono::steady_clock::now() < accept_resumes_at_) return;
+  if (!accept_paused() || std::chrono::steady_clock::now() < accept_resumes_at_) return;
   if (!spare_) spare_ = open_spare_descriptor();
-  accept_paused_ = false;
   pollfds_[kListenerSlot].events = POLLIN;
 }
 
@@ -171,7 +168,7 @@ void Loop::close_client(std::size_t index) {
 }
 
 int Loop::poll_timeout_ms() const {
-  if (!accept_paused_) return -1;  // nothing to do until a socket is ready
+  if (!accept_paused()) return -1;  // nothing to do until a socket is ready
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(accept_resumes_at_ -
                                                                  std::chrono::steady_clock::now());
   return left.count() > 0 ? static_cast<int>(left.count()) : 0;

@@ -25,10 +25,14 @@ class Loop {
   void shed_one_client();
   void pause_accepting();
   void resume_accepting_if_due();
+  // Paused means the listener is out of the interest set until accept_resumes_at_.
+  bool accept_paused() const { return pollfds_[kListenerSlot].events == 0; }
   void on_client_event(std::size_t index, short revents);
   void update_interest(std::size_t index);
   void close_client(std::size_t index);
   int poll_timeout_ms() const;
+
+  static constexpr std::size_t kListenerSlot = 0;
 
   Fd listener_;
   Fd spare_;  // held in reserve; released to accept and close one client when out of descriptors
@@ -36,6 +40,5 @@ class Loop {
   std::vector<pollfd> pollfds_;
   std::vector<Connection> connections_;
   std::vector<char> read_buffer_;  // one buffer for every recv(): connections hold only owed bytes
-  bool accept_paused_ = false;
   std::chrono::steady_clock::time_point accept_resumes_at_;
 };

@@ -10,7 +10,6 @@ build/<stage-dir>/server), e.g. for a sanitizer build.
 
 import ipaddress
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -161,12 +160,6 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(scope="session")
-def stage(pytestconfig):
-    """The stage number given with --stage."""
-    return pytestconfig.stash[STAGE_KEY]
-
-
-@pytest.fixture(scope="session")
 def server_path(pytestconfig):
     """The server binary under test."""
     return pytestconfig.stash[SERVER_PATH_KEY]
@@ -184,13 +177,8 @@ class Server:
         self.host = None
         self.port = None
         self.clients = []
-        # Set once a death has been reported, so it is reported once; or when the test
-        # itself stopped the server on purpose (stop()).
+        # Set once a death has been reported, so that it is reported once.
         self.death_handled = False
-
-    @property
-    def address(self):
-        return (self.host, self.port)
 
     def stderr_text(self):
         return self.stderr_path.read_bytes().decode("utf-8", "replace")
@@ -232,20 +220,6 @@ class Server:
 
     def open_fds(self):
         return helpers.open_fds(self.pid)
-
-    def stop(self, sig=signal.SIGTERM, seconds=10.0):
-        """Sends `sig` and waits (scaled) for the exit; returns the return code.
-
-        For tests that stop the server on purpose: its exit is then not reported as a death.
-        """
-        self.death_handled = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=helpers.scaled(seconds))
-            except subprocess.TimeoutExpired:
-                pass
-        return self.proc.poll()
 
 
 def _wait_for_listening_line(server, seconds):

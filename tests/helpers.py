@@ -196,16 +196,6 @@ def read_up_to(sock, size, deadline, stall=DEFAULT_STALL):
     return bytes(view[:got]), why
 
 
-def recv_exactly(sock, size, deadline, stall=DEFAULT_STALL, what="reply"):
-    """Exactly `size` bytes, or an AssertionError saying how many arrived and why it stopped."""
-    __tracebackhide__ = True
-    data, why = read_up_to(sock, size, deadline, stall)
-    if why is not None:
-        raise AssertionError(f"{what}: expected {describe_size(size)}, got"
-                             f" {describe_size(len(data))}, then {why}")
-    return data
-
-
 def recv_until_eof(sock, deadline, limit=64 * MiB, stall=DEFAULT_STALL):
     """Everything up to EOF. Returns (data, why) where why is None if EOF was seen."""
     chunks = []
