@@ -100,8 +100,11 @@ void Loop::shed_one_client() {
   bool still_out = true;
   if (spare_) {
     spare_.reset();
-    const Accepted doomed = accept_one(listener_.get());  // closed again at once
+    Accepted doomed = accept_one(listener_.get());
     still_out = doomed.error == EMFILE || doomed.error == ENFILE;
+    // Close the doomed client before taking the spare back: it holds the one free slot, and
+    // reopening first would fail with EMFILE and leave us without a spare.
+    doomed.fd.reset();
     spare_ = open_spare_descriptor();
   }
   // Under ENFILE another process may take the descriptor we released before we get it back.
