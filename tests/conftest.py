@@ -1,15 +1,17 @@
 """The black-box suite's options, stage gate and server fixture.
 
-    pytest tests --stage N [--server PATH]
+    pytest tests --stage N [--server PATH] [--server-args "ARGS"]
 
 --stage decides which tests apply: a test marked @pytest.mark.since(K) runs only when N >= K.
 That marker is the only gate; the tests it leaves out are listed at the end of the run with the
 reason from the SINCE table below. --server overrides the binary (default
-build/<stage-dir>/server), e.g. for a sanitizer build.
+build/<stage-dir>/server), e.g. for a sanitizer build. --server-args adds arguments to every
+server the suite starts; the self-test uses it to pick a bug mode of tests/broken_server.
 """
 
 import ipaddress
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -30,6 +32,7 @@ SINCE = {
 
 STAGE_KEY = pytest.StashKey[int]()
 SERVER_PATH_KEY = pytest.StashKey[Path]()
+SERVER_ARGS_KEY = pytest.StashKey[list]()
 LEFT_OUT_KEY = pytest.StashKey[dict]()
 SERVERS_KEY = pytest.StashKey[list]()
 
@@ -40,6 +43,9 @@ def pytest_addoption(parser):
                     help="stage under test, 1..5 (required): decides which tests apply")
     group.addoption("--server", metavar="PATH", default=None,
                     help="server binary (default: build/<stage-dir>/server)")
+    group.addoption("--server-args", metavar="ARGS", default="",
+                    help="extra arguments for every server started (shell words), e.g."
+                         " --server-args='--bug cstring' for the self-test's broken server")
 
 
 def _stage_dir(stage):
@@ -80,14 +86,16 @@ def pytest_configure(config):
         raise pytest.UsageError(f"server binary {path} is not executable")
     config.stash[STAGE_KEY] = stage
     config.stash[SERVER_PATH_KEY] = path
+    config.stash[SERVER_ARGS_KEY] = shlex.split(config.getoption("server_args"))
     config.stash[LEFT_OUT_KEY] = {}
 
 
 def pytest_report_header(config):
     if STAGE_KEY not in config.stash:
         return None
+    command = shlex.join([str(config.stash[SERVER_PATH_KEY]), *config.stash[SERVER_ARGS_KEY]])
     return (f"echo server suite: stage {config.stash[STAGE_KEY]},"
-            f" server {config.stash[SERVER_PATH_KEY]}, TEST_TIME_SCALE={helpers.TIME_SCALE:g}"
+            f" server {command}, TEST_TIME_SCALE={helpers.TIME_SCALE:g}"
             f" (per-test timeout {helpers.scaled(_default_timeout(config)):g} s)")
 
 
@@ -160,9 +168,9 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(scope="session")
-def server_path(pytestconfig):
-    """The server binary under test."""
-    return pytestconfig.stash[SERVER_PATH_KEY]
+def server_command(pytestconfig):
+    """The server binary under test and the --server-args for it, as an argv list."""
+    return [str(pytestconfig.stash[SERVER_PATH_KEY]), *pytestconfig.stash[SERVER_ARGS_KEY]]
 
 
 class Server:
@@ -215,6 +223,11 @@ class Server:
         self.clients.append(sock)
         return sock
 
+    def stop(self):
+        """Stops the server now (SIGTERM, then SIGKILL); an exit the test asked for, not a death."""
+        self.death_handled = True
+        return helpers.stop_process(self.proc)
+
     def fd_count(self):
         return helpers.count_fds(self.pid)
 
@@ -244,7 +257,7 @@ def _wait_for_listening_line(server, seconds):
 
 
 @pytest.fixture
-def start_server(server_path, tmp_path, request):
+def start_server(server_command, tmp_path, request):
     """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None) -> Server.
 
     Starts the binary with --host/--port (None leaves a flag out, to test its default), sends
@@ -256,7 +269,7 @@ def start_server(server_path, tmp_path, request):
     request.node.stash[SERVERS_KEY] = servers
 
     def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0):
-        argv = [str(server_path)]
+        argv = list(server_command)
         if host is not None:
             argv += ["--host", host]
         if port is not None:

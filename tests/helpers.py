@@ -458,3 +458,134 @@ def ipv6_loopback_usable():
         return True
     except OSError:
         return False
+
+
+# --- CPU, memory and limits -------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_cpu_seconds(path):
+    """utime + stime from a /proc/.../stat file, in seconds."""
+    with open(path) as f:
+        text = f.read()
+    # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) the process has used so far, all its threads together."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def thread_cpu_seconds(pid):
+    """{thread id: CPU seconds} for every thread of the process."""
+    result = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            result[int(tid)] = _stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            pass  # the thread ended between listdir and open
+    return result
+
+
+def cpu_share_over(pid, seconds):
+    """The fraction of one core the process used over the next `seconds` (not scaled)."""
+    before, start = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+
+
+def rss_bytes(pid):
+    """Resident memory of the process (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * KiB
+    raise AssertionError(f"no VmRSS line in /proc/{pid}/status")
+
+
+def raise_nofile_limit(needed):
+    """Raises this process's soft descriptor limit to the hard one; fails if that is < needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = hard if hard == resource.RLIM_INFINITY else max(soft, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise AssertionError(f"this test needs about {needed} descriptors but the hard limit is"
+                             f" {hard}: raise it (ulimit -Hn, /etc/security/limits.conf)")
+    return soft
+
+
+# --- flooding ---------------------------------------------------------------------------------
+
+
+class PatternStream:
+    """An endless, checkable byte stream: a pseudo-random block repeated.
+
+    The block's odd length keeps repeats out of step with any power-of-two buffer size, so a
+    chunk that is dropped, repeated or reordered by the server shows as a mismatch.
+    """
+
+    def __init__(self, seed, block_size=4 * MiB + 13):
+        self.block = payload(block_size, seed)
+        self.doubled = memoryview(self.block + self.block)
+
+    def at(self, offset, size):
+        """`size` (at most the block size) bytes of the stream starting at `offset`."""
+        start = offset % len(self.block)
+        return self.doubled[start : start + size]
+
+    def check(self, offset, data, what):
+        """Fails unless `data` is what the stream holds at `offset`."""
+        __tracebackhide__ = True
+        for start in range(0, len(data), 1 * MiB):
+            piece = bytes(data[start : start + 1 * MiB])
+            expected = bytes(self.at(offset + start, len(piece)))
+            if piece != expected:
+                assert_same_bytes(expected, piece,
+                                  f"{what} (bytes {offset + start}.. of the stream)")
+
+
+def flood_until_stalled(sock, stream, limit, seconds=30.0, stall=1.0):
+    """Sends `stream` on a non-blocking path, without reading, until `limit` bytes are sent or
+    no byte could be sent for `stall` (scaled) seconds. Returns the number of bytes sent.
+
+    Against a server with backpressure this stops at a few MiB (its cap plus what the kernel
+    buffers); against one without, everything goes through, however large.
+    """
+    sent = 0
+    deadline = deadline_after(seconds)
+    last_progress = time.monotonic()
+    stall_s = scaled(stall)
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)  # with a timeout, Python's send would wait instead of raising EAGAIN
+    try:
+        while sent < limit and time.monotonic() < deadline:
+            try:
+                n = sock.send(stream.at(sent, min(1 * MiB, limit - sent)))
+            except (BlockingIOError, InterruptedError):
+                if time.monotonic() - last_progress >= stall_s:
+                    break
+                select.select([], [sock], [], 0.05)
+                continue
+            sent += n
+            last_progress = time.monotonic()
+    finally:
+        sock.settimeout(timeout)
+    return sent
+
+
+def drain_and_check(sock, stream, size, what, seconds=60.0):
+    """Reads `size` bytes of echo and checks them against `stream` from offset 0."""
+    __tracebackhide__ = True
+    deadline = deadline_after(seconds)
+    offset = 0
+    while offset < size:
+        data, why = read_up_to(sock, min(4 * MiB, size - offset), deadline)
+        stream.check(offset, data, what)
+        offset += len(data)
+        if why is not None:
+            raise AssertionError(f"{what}: {offset} of {size} echoed bytes arrived, then {why}")

@@ -23,9 +23,9 @@ CRASH_SIGNS = ("terminate called", "what():", "Segmentation fault", "core dumped
                "AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Traceback")
 
 
-def run_cli(server_path, args, tmp_path, seconds=5.0):
+def run_cli(server_command, args, tmp_path, seconds=5.0):
     """Runs the server with `args`, expecting it to exit by itself; returns (rc, stdout, stderr)."""
-    proc = subprocess.Popen([str(server_path), *args], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*server_command, *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
                             preexec_fn=child_limits())
     try:
@@ -48,10 +48,10 @@ def has_error_line(text):
     return any(line.startswith("error: ") for line in text.splitlines())
 
 
-def test_help_prints_usage_and_exits_0(server_path, tmp_path):
+def test_help_prints_usage_and_exits_0(server_command, tmp_path):
     """Catches --help treated as an unknown flag, printed to stderr, or starting the server."""
     args = ["--help"]
-    rc, out, err = run_cli(server_path, args, tmp_path)
+    rc, out, err = run_cli(server_command, args, tmp_path)
     assert rc == 0, describe_run(args, rc, out, err)
     assert "usage" in out.lower(), "no usage on stdout\n" + describe_run(args, rc, out, err)
     assert not has_error_line(err), describe_run(args, rc, out, err)
@@ -74,9 +74,9 @@ BAD_ARGUMENTS = {
 
 
 @pytest.mark.parametrize("args", list(BAD_ARGUMENTS.values()), ids=list(BAD_ARGUMENTS))
-def test_bad_arguments_rejected_with_usage_and_exit_2(server_path, tmp_path, args):
+def test_bad_arguments_rejected_with_usage_and_exit_2(server_command, tmp_path, args):
     """Catches lax parsing (number prefixes, ignored flags), uncaught exceptions, wrong codes."""
-    rc, out, err = run_cli(server_path, args, tmp_path)
+    rc, out, err = run_cli(server_command, args, tmp_path)
     report = describe_run(args, rc, out, err)
     assert rc is not None and rc >= 0, "the server crashed\n" + report
     assert not any(sign in err for sign in CRASH_SIGNS), "stderr looks like a crash\n" + report
@@ -86,14 +86,35 @@ def test_bad_arguments_rejected_with_usage_and_exit_2(server_path, tmp_path, arg
     assert "listening on" not in out, report
 
 
-def test_address_in_use_exits_1(server_path, tmp_path):
+# Stage 5's flags (SPEC's contract); each value is wrong in a way a lax parser lets through.
+BAD_STAGE5_ARGUMENTS = {
+    "threads_zero": ["--port", "0", "--threads", "0"],
+    "threads_not_a_number": ["--port", "0", "--threads", "two"],
+    "threads_missing_value": ["--port", "0", "--threads"],
+    "idle_timeout_negative": ["--port", "0", "--idle-timeout-ms", "-5"],
+    "idle_timeout_trailing_junk": ["--port", "0", "--idle-timeout-ms", "100ms"],
+    "max_connections_not_a_number": ["--port", "0", "--max-connections", "many"],
+    "shutdown_timeout_negative": ["--port", "0", "--shutdown-timeout-ms", "-1"],
+    "log_level_unknown": ["--port", "0", "--log-level", "verbose"],
+}
+
+
+@pytest.mark.since(5)
+@pytest.mark.parametrize("args", list(BAD_STAGE5_ARGUMENTS.values()),
+                         ids=list(BAD_STAGE5_ARGUMENTS))
+def test_bad_stage5_arguments_rejected_with_exit_2(server_command, tmp_path, args):
+    """Catches stage 5's new flags parsed laxly (a zero thread count, a negative timeout)."""
+    test_bad_arguments_rejected_with_usage_and_exit_2(server_command, tmp_path, args)
+
+
+def test_address_in_use_exits_1(server_command, tmp_path):
     """Catches a failing bind that crashes, exits 0/2, or is hidden by SO_REUSEPORT."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
         holder.bind(("127.0.0.1", 0))  # no SO_REUSEPORT: nobody else may bind this port
         holder.listen(8)
         port = holder.getsockname()[1]
         args = ["--host", "127.0.0.1", "--port", str(port)]
-        rc, out, err = run_cli(server_path, args, tmp_path)
+        rc, out, err = run_cli(server_command, args, tmp_path)
     report = describe_run(args, rc, out, err)
     assert rc == 1, "expected exit code 1 when the address is in use\n" + report
     assert has_error_line(err), "no stderr line starting with 'error: '\n" + report
@@ -101,7 +122,7 @@ def test_address_in_use_exits_1(server_path, tmp_path):
     assert "listening on" not in out, report
 
 
-def test_unassigned_address_bind_failure_exits_1(server_path, tmp_path):
+def test_unassigned_address_bind_failure_exits_1(server_command, tmp_path):
     """Catches bind errors other than EADDRINUSE (here EADDRNOTAVAIL) crashing or exiting 0."""
     address = "192.0.2.1"  # TEST-NET-1 (RFC 5737): a valid address no machine should own
     with socket.socket() as probe:
@@ -113,7 +134,7 @@ def test_unassigned_address_bind_failure_exits_1(server_path, tmp_path):
     if owned:
         pytest.skip(f"this machine owns {address}, so binding it cannot fail here")
     args = ["--host", address, "--port", "0"]
-    rc, out, err = run_cli(server_path, args, tmp_path)
+    rc, out, err = run_cli(server_command, args, tmp_path)
     report = describe_run(args, rc, out, err)
     assert rc == 1, "expected exit code 1 for a failing bind\n" + report
     assert has_error_line(err), "no stderr line starting with 'error: '\n" + report
@@ -127,9 +148,9 @@ def test_port_0_prints_the_real_port(start_server):
     echo_roundtrip(client, b"port 0 works", "echo on the port printed for --port 0")
 
 
-def test_listening_line_is_one_flushed_line(server_path, tmp_path):
+def test_listening_line_is_one_flushed_line(server_command, tmp_path):
     """Catches unflushed stdout (a pipe is block-buffered) and extra or malformed stdout lines."""
-    args = [str(server_path), "--host", "127.0.0.1", "--port", "0"]
+    args = [*server_command, "--host", "127.0.0.1", "--port", "0"]
     with open(tmp_path / "stderr", "wb") as err:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=err, cwd=tmp_path, preexec_fn=child_limits())
@@ -223,3 +244,16 @@ def test_default_port_is_7000(start_server):
                         " so the default cannot be tested")
     server = start_server(port=None)
     assert server.port == 7000, f"without --port the server listens on port {server.port}"
+
+
+def test_restart_on_same_port_while_old_connections_linger(start_server):
+    """Catches a missing SO_REUSEADDR: a restarted server could not bind its port while the old
+    server's connections are still in TIME_WAIT (up to a minute)."""
+    first = start_server(port=0)
+    client = first.connect()
+    echo_roundtrip(client, b"before the restart", "an echo from the first server")
+    first.stop()  # the server's side closes first, so its side lingers
+    client.close()
+    second = start_server(port=first.port)
+    client = second.connect()
+    echo_roundtrip(client, b"after the restart", "an echo from the restarted server")

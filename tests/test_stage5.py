@@ -1,0 +1,214 @@
+"""SPEC behaviour 13 (stage 5): work spread over the threads, the idle timeout, the connection
+limit and graceful shutdown on SIGTERM and SIGINT, as the server contract describes them.
+(EMFILE with several threads is in test_emfile.py, stage 5's flags in test_cli.py.)
+
+Written against SPEC before stage 5 exists, so that stage 5 is built to them.
+"""
+
+import selectors
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import (MiB, deadline_after, describe_exit, echo_concurrently, echo_roundtrip,
+                     payload, read_up_to, recv_until_eof, scaled, tail_text, thread_cpu_seconds)
+
+pytestmark = pytest.mark.since(5)
+
+
+def _push_for(clients, seconds):
+    """Writes to every client and discards every echo, from one thread, for `seconds`."""
+    chunk = bytes(64 * 1024)
+    buf = bytearray(1 * MiB)
+    moved = 0
+    with selectors.DefaultSelector() as selector:
+        for sock in clients:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            for key, events in selector.select(timeout=0.1):
+                try:
+                    if events & selectors.EVENT_READ:
+                        moved += key.fileobj.recv_into(buf, len(buf), socket.MSG_TRUNC)
+                    if events & selectors.EVENT_WRITE:
+                        key.fileobj.send(chunk)
+                except (BlockingIOError, InterruptedError):
+                    pass
+    return moved
+
+
+def test_work_spreads_over_threads(start_server):
+    """Catches one loop doing all the work (one listener, or SO_REUSEPORT not set on the rest)."""
+    server = start_server("--threads", 2)
+    clients = [server.connect() for _ in range(32)]
+    before = thread_cpu_seconds(server.pid)
+    moved = _push_for(clients, scaled(2.0))
+    after = thread_cpu_seconds(server.pid)
+    used = sorted((after[t] - before.get(t, 0.0) for t in after), reverse=True)
+    total = sum(used)
+    assert moved > 0 and total > 0.2, (
+        f"32 busy clients moved {moved / MiB:.0f} MiB and the server used {total:.2f} s of CPU:"
+        " too little load to judge how it is spread")
+    shares = [u / total for u in used]
+    assert len(shares) >= 2 and shares[1] >= 0.2, (
+        f"with --threads 2 and 32 busy clients, the server's threads used"
+        f" {', '.join(f'{s:.0%}' for s in shares)} of its CPU: one loop does all the work")
+
+
+def _assert_closed_by_server(sock, seconds, what):
+    """The server closes this connection (EOF or reset) within `seconds`, sending nothing."""
+    __tracebackhide__ = True
+    data, why = read_up_to(sock, 1, deadline_after(seconds))
+    assert not data and why is not None and why.startswith(("EOF", "recv failed")), (
+        f"{what}: expected the server to close the connection within {scaled(seconds):.0f} s;"
+        f" read {data!r} ({why or 'no close'})")
+
+
+def test_idle_timeout_closes_idle_connection(start_server):
+    """Catches an idle timeout that never fires, or fires at once."""
+    server = start_server("--idle-timeout-ms", 300)
+    client = server.connect()
+    echo_roundtrip(client, b"then silence", "an echo before going idle")
+    idle_since = time.monotonic()
+    _assert_closed_by_server(client, 5, "an idle client with --idle-timeout-ms 300")
+    waited = time.monotonic() - idle_since
+    assert waited >= 0.25, f"closed after {waited * 1000:.0f} ms of idleness, before 300 ms"
+
+
+def test_idle_timeout_spares_busy_connections(start_server):
+    """Catches an idle timer counted from the connect, or one that ignores traffic."""
+    server = start_server("--idle-timeout-ms", 1000)
+    chatty = server.connect()
+    bulk = server.connect()
+    echo_concurrently(bulk, payload(32 * MiB, seed=1300),
+                      "a long echo with --idle-timeout-ms 1000")
+    for i in range(25):  # 2.5 s in all, past the timeout, never idle for more than 100 ms
+        echo_roundtrip(chatty, payload(8, seed=1301 + i), f"ping {i + 1}, 100 ms apart")
+        time.sleep(0.1)
+
+
+def _assert_turned_away(server, what):
+    """A client over the limit: connected by the kernel, then closed without an echo."""
+    __tracebackhide__ = True
+    extra = server.connect()
+    try:
+        extra.sendall(b"over the limit")
+    except OSError:
+        return  # already reset
+    _assert_closed_by_server(extra, 2, what)
+
+
+def test_max_connections_excess_closed_at_once(start_server):
+    """Catches a limit not enforced, enforced by leaving clients hanging, or never released."""
+    server = start_server("--max-connections", 4, "--threads", 2)
+    admitted = [server.connect() for _ in range(4)]
+    for i, sock in enumerate(admitted):
+        echo_roundtrip(sock, payload(16, seed=1400 + i), f"admitted client {i + 1} of 4")
+    _assert_turned_away(server, "a 5th client with --max-connections 4")
+    for i, sock in enumerate(admitted):
+        echo_roundtrip(sock, payload(16, seed=1410 + i), f"admitted client {i + 1} after the 5th")
+    admitted.pop().close()
+    deadline = deadline_after(5)
+    while True:  # the server notices the close asynchronously; then a new client fits again
+        client = server.connect()
+        client.sendall(b"room again?")
+        data, why = read_up_to(client, 11, deadline_after(0.5))
+        if data == b"room again?":
+            break
+        assert time.monotonic() < deadline, (
+            "after one of 4 admitted clients left, new clients were still turned away")
+        client.close()
+
+
+def _wait_exit(server, seconds, what):
+    __tracebackhide__ = True
+    try:
+        server.proc.wait(timeout=scaled(seconds))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what}: the server still runs {scaled(seconds):.0f} s later")
+    server.death_handled = True  # an exit is what we asked for, not a death
+    assert server.proc.returncode == 0, (
+        f"{what}: {describe_exit(server.proc.returncode)}, expected exit code 0\n"
+        f"stderr:\n{tail_text(server.stderr_text())}")
+
+
+def _assert_not_served(server, what):
+    """After a shutdown signal: refused, or closed without an echo."""
+    __tracebackhide__ = True
+    try:
+        late = socket.create_connection((server.host, server.port), timeout=scaled(2))
+    except OSError:
+        return  # refused: the listeners are closed
+    with late:
+        try:
+            late.sendall(b"too late")
+        except OSError:
+            return
+        data, _ = read_up_to(late, 8, deadline_after(0.5))
+        assert data != b"too late", f"{what}: a client connecting after it was echoed"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_graceful_shutdown_finishes_open_connections(start_server, signum):
+    """Catches an abrupt exit on a signal (owed bytes lost), accepting after it, or not exiting
+    once the last client has finished."""
+    name = signal.Signals(signum).name
+    server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000)
+    client = server.connect()
+    data = payload(4 * MiB, seed=1500)
+    half = len(data) // 2
+    client.sendall(data[:half])
+    first, why = read_up_to(client, 1 * MiB, deadline_after(10))
+    assert why is None, f"before {name}: {why}"
+    server.proc.send_signal(signum)
+    time.sleep(scaled(0.2))
+    server.assert_alive(f"0.2 s after {name}, with a client mid-transfer")
+    _assert_not_served(server, f"after {name}")
+    client.sendall(data[half:])  # the client is not done: the server must keep echoing it
+    client.shutdown(socket.SHUT_WR)
+    rest, why = recv_until_eof(client, deadline_after(30))
+    got = first + rest
+    assert why is None and got == data, (
+        f"after {name}, a client mid-transfer got {len(got)} of {len(data)} bytes"
+        f" ({'exact' if data.startswith(got) else 'corrupted'}), then: {why or 'EOF'}")
+    _wait_exit(server, 10, f"after {name} and the last client's EOF")
+
+
+def test_shutdown_timeout_force_closes_lingering_clients(start_server):
+    """Catches a shutdown that waits forever for a client that never leaves, or that stops
+    serving before the timeout."""
+    server = start_server("--threads", 2, "--shutdown-timeout-ms", 1000)
+    client = server.connect()
+    echo_roundtrip(client, b"before", "an echo before SIGTERM")
+    server.proc.send_signal(signal.SIGTERM)
+    echo_roundtrip(client, b"still served", "an echo right after SIGTERM, within the timeout")
+    _assert_closed_by_server(client, 10, "a client that never leaves, after the shutdown timeout")
+    _wait_exit(server, 10, "after the shutdown timeout")
+
+
+def test_shutdown_serves_connections_already_queued(start_server):
+    """Catches closing the listeners with connections still in their accept queues (the kernel
+    resets those) instead of accepting them first."""
+    server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        queued = [server.connect() for _ in range(20)]  # handshakes done by the kernel
+        server.proc.send_signal(signal.SIGTERM)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    for i, sock in enumerate(queued):
+        data = payload(1000, seed=1600 + i)
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            pytest.fail(f"queued client {i + 1} of 20 could not send after SIGTERM: {e}")
+        got, why = recv_until_eof(sock, deadline_after(10))
+        assert why is None and got == data, (
+            f"queued client {i + 1} of 20 (connected before SIGTERM, not yet accepted) got"
+            f" {len(got)} of {len(data)} bytes back, then {why or 'EOF'}")
+    _wait_exit(server, 10, "after SIGTERM and every queued client's EOF")
