@@ -42,17 +42,21 @@ PORT ?= 7000
 HOST ?= 127.0.0.1
 STAGE ?= $(HIGHEST_STAGE)
 
-.PHONY: all help deps check-deps run test unit-tests format-check clean
+.PHONY: all help deps check-deps run test unit-tests tools-test format-check clean
 
 all: $(addprefix stage-,$(STAGE_NUMBERS))
 
 help:
 	@echo "make run            build and start stage $(STAGE) on $(HOST):$(PORT) (STAGE=N picks another)"
-	@echo "make test           everything: deps if missing, every stage's unit tests and the shared suite"
+	@echo "make test           everything: deps if missing, every stage's unit tests and the shared suite,"
+	@echo "                    the tools' tests, the suite's self-test and the docs check"
 	@echo "make stage-N        build stage N into $(BUILD_ROOT)/<stage-dir>/"
 	@echo "make test-N         unit tests of stage N, then the shared suite against it (QUICK=1: no slow tests)"
 	@echo "make diff-N         what stage N changed from stage N-1"
 	@echo "make unit-tests     build every stage and run its unit tests only"
+	@echo "make selftest       prove the suite can fail: each bug mode of tests/broken_server"
+	@echo "make docs-check     every snippet in the docs still matches its source"
+	@echo "make echoload       build the load generator into $(BUILD_ROOT)/tools/echoload/"
 	@echo "make deps           install the Debian packages the tests need"
 	@echo "make format-check   clang-format finds nothing to change"
 	@echo "make clean          remove every build tree"
@@ -91,19 +95,50 @@ test-%: check-deps stage-% FORCE
 	$(if $(PYTHON),,$(error no python3 here can import pytest and pytest_timeout: run make deps))
 	$(call PYTEST,$*)
 
-unit-tests: check-deps all
-	@set -e; for d in $(STAGE_DIRS); do echo "=== $$d: unit tests ==="; $(BUILD_ROOT)/$$d/unit_tests; done
+unit-tests: check-deps all echoload
+	@set -e; for d in $(STAGE_DIRS) tools/echoload; do \
+	  echo "=== $$d: unit tests ==="; $(BUILD_ROOT)/$$d/unit_tests; done
 
 test: check-deps all
 	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
-	@echo "make test: every stage passed ($(STAGE_DIRS))"
+	@$(MAKE) --no-print-directory tools-test
+ifeq ($(TREE_SUFFIX),)
+	@$(MAKE) --no-print-directory selftest
+	@echo "make test: every stage, the tools and the self-test passed"
+else
+	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test runs in"
+	@echo "the plain build only: it tests the suite, not the build)"
+endif
+
+# The load generator and its unit tests (they include runs against tiny in-process servers).
+echoload: FORCE
+	+@$(MAKE) --no-print-directory -C tools/echoload BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT) all
+
+tools-test: check-deps echoload
+	@echo "=== tools: echoload unit tests ==="
+	$(BUILD_ROOT)/tools/echoload/unit_tests
+	@echo "=== tools: snippet checker tests ==="
+	$(PYTHON) -m pytest -q -p no:cacheprovider tools/tests
+
+# The suite's self-test: each bug mode of tests/broken_server must fail the tests aimed at it.
+BROKEN_SERVER := $(BUILD_ROOT)/tests/broken_server/broken_server
+selftest: check-deps FORCE
+	+@$(MAKE) --no-print-directory -C tests/broken_server BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT)
+	@echo "=== self-test: the suite against tests/broken_server, one bug at a time ==="
+	$(PYTHON) tests/selftest.py --server $(BROKEN_SERVER)
+
+# Every code snippet in README.md and docs/ still matches the source it was taken from.
+docs-check: FORCE
+	@echo "=== docs: snippets match their sources ==="
+	$(PYTHON) tools/snippets.py check
 
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
 	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
 	diff -ru --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
-FORMATTED := $(wildcard $(addsuffix /*.cpp,$(STAGE_DIRS) tools bench) $(addsuffix /*.hpp,$(STAGE_DIRS) tools bench))
+FORMATTED_DIRS := $(STAGE_DIRS) tools/echoload tests/broken_server bench bench/peers
+FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)))
 format-check:
 	@clang-format --dry-run --Werror $(FORMATTED) && echo "format-check: $(words $(FORMATTED)) files clean"
 

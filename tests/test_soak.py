@@ -17,12 +17,13 @@ import time
 
 import pytest
 
-from helpers import KiB, MiB, scaled, wait_until
+from helpers import KiB, MiB, scaled, unsent_bytes, wait_until
 
 pytestmark = [pytest.mark.since(1), pytest.mark.slow]
 
 CONCURRENT = 48
 STALL = 10.0  # seconds without progress before a client calls the server stuck
+SLOW_RCVBUF = 64 * KiB
 
 
 def _settings():
@@ -47,7 +48,7 @@ async def _with_stall(awaitable, what):
         raise Failure(f"{what}: no progress for {scaled(STALL):.0f} s") from None
 
 
-async def _send(writer, rng, data, pauses):
+async def _send(writer, rng, data, pauses, half_close):
     view = memoryview(data)
     offset = 0
     while offset < len(data):
@@ -57,6 +58,8 @@ async def _send(writer, rng, data, pauses):
         await _with_stall(writer.drain(), f"sending byte {offset} of {len(data)}")
         if pauses and rng.random() < 0.05:
             await asyncio.sleep(rng.uniform(0, 0.02))
+    if half_close:
+        writer.write_eof()  # while the server may still owe most of the echo
 
 
 async def _receive(reader, rng, size, slow):
@@ -72,15 +75,31 @@ async def _receive(reader, rng, size, slow):
     return bytes(got)
 
 
+async def _connect(host, port, rcvbuf=None):
+    """(reader, writer); a small receive buffer makes the server hold the echo in its memory."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
 async def _echo_client(host, port, rng, stats):
-    """A normal client: sends, reads concurrently, maybe half-closes; checks every byte."""
-    roll = rng.random()
-    size = (rng.randrange(0, 100) if roll < 0.2 else _size(rng, 64 * KiB) if roll < 0.6
-            else rng.randrange(256 * KiB, 2 * MiB))
-    data = rng.randbytes(size)
+    """A normal client: sends, reads concurrently, maybe half-closes; checks every byte. A slow
+    one reads a large echo through a small window, so the server writes it in pieces."""
     half_close, slow, pauses = rng.random() < 0.7, rng.random() < 0.2, rng.random() < 0.5
-    reader, writer = await asyncio.open_connection(host, port)
-    sender = asyncio.ensure_future(_send(writer, random.Random(rng.random()), data, pauses))
+    roll = rng.random()
+    size = (rng.randrange(4 * MiB, 8 * MiB) if slow else rng.randrange(0, 100) if roll < 0.2
+            else _size(rng, 64 * KiB) if roll < 0.6 else rng.randrange(256 * KiB, 2 * MiB))
+    data = rng.randbytes(size)
+    reader, writer = await _connect(host, port, SLOW_RCVBUF if slow else None)
+    sender = asyncio.ensure_future(
+        _send(writer, random.Random(rng.random()), data, pauses, half_close))
     try:
         got = await _receive(reader, random.Random(rng.random()), size, slow)
         await sender
@@ -89,7 +108,6 @@ async def _echo_client(host, port, rng, stats):
             raise Failure(f"echo of {size} bytes differs at offset {offset}")
         stats["echoed"] += size
         if half_close:
-            writer.write_eof()
             rest = await _with_stall(reader.read(1), "waiting for EOF after the half-close")
             if rest:
                 raise Failure(f"extra bytes after the whole echo: {rest!r}")
@@ -98,10 +116,15 @@ async def _echo_client(host, port, rng, stats):
         writer.close()
 
 
+def _reset(writer):
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 async def _abrupt_client(host, port, rng, kind):
     """Sends some data, then resets or vanishes with unread echo (both end in an RST)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    sock = writer.get_extra_info("socket")
+    _, writer = await _connect(host, port)
     data = rng.randbytes(_size(rng, 4 * MiB if kind == "vanish" else 256 * KiB))
     try:
         writer.write(data)
@@ -109,26 +132,49 @@ async def _abrupt_client(host, port, rng, kind):
     except (asyncio.TimeoutError, OSError):
         pass  # the server stopped reading (backpressure): we leave anyway
     if kind == "reset":
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
+        _reset(writer)
+    else:
+        writer.transport.abort()
 
 
-async def _connect_and_leave(host, port, rng):
-    _, writer = await asyncio.open_connection(host, port)
+async def _half_close_then_vanish(host, port, rng):
+    """Sends, half-closes, reads slowly until the server has taken everything (the FIN too),
+    then resets: the server, in CLOSE_WAIT and still owing, gets EPIPE on its next send."""
+    reader, writer = await _connect(host, port, SLOW_RCVBUF)
+    writer.write(rng.randbytes(rng.randrange(6 * MiB, 8 * MiB)))
+    writer.write_eof()
+    sock = writer.get_extra_info("socket")
+    until = time.monotonic() + scaled(5)
+    while time.monotonic() < until and not writer.transport.is_closing():
+        if writer.transport.get_write_buffer_size() == 0 and unsent_bytes(sock) == 0:
+            break
+        try:
+            await asyncio.wait_for(reader.read(64 * KiB), 0.01)
+        except asyncio.TimeoutError:
+            pass
+        await asyncio.sleep(0.005)
+    if not writer.transport.is_closing():
+        _reset(writer)
+
+
+async def _connect_and_leave(host, port, _rng):
+    _, writer = await _connect(host, port)
     writer.close()
 
 
 async def _one_client(host, port, seed, number, limit, stats):
     rng = random.Random(f"{seed}:{number}")
     roll = rng.random()
-    kind = ("echo" if roll < 0.6 else "reset" if roll < 0.75 else "vanish" if roll < 0.9
-            else "connect_and_leave")
+    kind = ("echo" if roll < 0.6 else "reset" if roll < 0.7 else "vanish" if roll < 0.8
+            else "half_close_then_vanish" if roll < 0.9 else "connect_and_leave")
     async with limit:
         try:
             if kind == "echo":
                 await _echo_client(host, port, rng, stats)
             elif kind == "connect_and_leave":
                 await _connect_and_leave(host, port, rng)
+            elif kind == "half_close_then_vanish":
+                await _half_close_then_vanish(host, port, rng)
             else:
                 await _abrupt_client(host, port, rng, kind)
         except Failure as e:
