@@ -103,11 +103,11 @@ test: check-deps all
 	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
 	@$(MAKE) --no-print-directory tools-test
 ifeq ($(TREE_SUFFIX),)
-	@$(MAKE) --no-print-directory selftest
-	@echo "make test: every stage, the tools and the self-test passed"
+	@$(MAKE) --no-print-directory selftest docs-check
+	@echo "make test: every stage, the tools, the self-test and the docs check passed"
 else
-	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test runs in"
-	@echo "the plain build only: it tests the suite, not the build)"
+	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test and the"
+	@echo "docs check run in the plain build only: they test the suite and the docs, not the build)"
 endif
 
 # The load generator and its unit tests (they include runs against tiny in-process servers).

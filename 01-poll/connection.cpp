@@ -38,8 +38,9 @@ void Connection::echo(std::span<const char> bytes) {
 // Sends what the socket takes now and returns how many bytes that was (0 when it is full).
 std::size_t Connection::send_some(std::span<const char> bytes) {
   for (;;) {
-    // MSG_NOSIGNAL: writing to a connection the client has reset raises SIGPIPE, whose default
-    // action kills the whole server. With the flag, send() fails with EPIPE instead.
+    // MSG_NOSIGNAL: a send() that fails with EPIPE (the client has gone: it reset the
+    // connection after half-closing it, or we write after an earlier error) also raises
+    // SIGPIPE, whose default action kills the whole server. With the flag, only EPIPE remains.
     const ssize_t n = send(fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n >= 0) return static_cast<std::size_t>(n);
     if (errno == EINTR) continue;

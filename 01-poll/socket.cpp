@@ -99,7 +99,8 @@ Accepted accept_one(int listener) {
   }
   result.fd.reset(fd);
   // An echo answers small writes at once. With Nagle's algorithm on, a small reply waits while
-  // an earlier one is unacknowledged, and the client's delayed ACK can hold it for 40 ms.
+  // an earlier one is unacknowledged, and the client's delayed ACK can hold it for tens of
+  // milliseconds on a real network (40 ms is Linux's minimum delayed-ACK timeout).
   // setsockopt cannot fail on a TCP socket we have just accepted; if it ever did, the echo would
   // still be correct, only slower, so the client is served either way.
   const int on = 1;
