@@ -62,7 +62,8 @@ def _collect_round(clients, round_no, seconds):
         details = "\n".join(f"  client {i}: {problems[i]}" for i in first)
         raise AssertionError(
             f"round {round_no}: {len(problems)} of {len(clients)} concurrent clients did not get"
-            f" their echo (each sent {len(_message(0, round_no))}-odd bytes); the first:\n{details}")
+            f" their echo (each sent {len(_message(0, round_no))}-odd bytes); the first:\n"
+            + details)
 
 
 def _serve_all_at_once(start_server, count, seconds):
