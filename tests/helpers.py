@@ -510,9 +510,8 @@ def raise_nofile_limit(needed):
     """Raises this process's soft descriptor limit to the hard one; fails if that is < needed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
-        target = hard if hard == resource.RLIM_INFINITY else max(soft, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
     if soft != resource.RLIM_INFINITY and soft < needed:
         raise AssertionError(f"this test needs about {needed} descriptors but the hard limit is"
                              f" {hard}: raise it (ulimit -Hn, /etc/security/limits.conf)")

@@ -37,16 +37,17 @@ def _start_connect(address):
 
 def _connected(sockets, seconds):
     """Waits up to `seconds` (scaled) for the handshakes; returns {index: error or None}."""
-    pending = dict(enumerate(sockets))
+    index_of = {sock.fileno(): i for i, sock in enumerate(sockets)}
+    poller = select.poll()
+    for sock in sockets:
+        poller.register(sock, select.POLLOUT)  # writable once the handshake is over
     result = {}
     deadline = deadline_after(seconds)
-    while pending and time.monotonic() < deadline:
-        poller = select.poll()
-        for sock in pending.values():
-            poller.register(sock, select.POLLOUT)
+    while len(result) < len(sockets) and time.monotonic() < deadline:
         for fd, _ in poller.poll(50):
-            i = next(i for i, s in pending.items() if s.fileno() == fd)
-            err = pending.pop(i).getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            poller.unregister(fd)
+            i = index_of[fd]
+            err = sockets[i].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             result[i] = errno.errorcode.get(err, str(err)) if err else None
     return result
 

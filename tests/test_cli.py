@@ -76,6 +76,11 @@ BAD_ARGUMENTS = {
 @pytest.mark.parametrize("args", list(BAD_ARGUMENTS.values()), ids=list(BAD_ARGUMENTS))
 def test_bad_arguments_rejected_with_usage_and_exit_2(server_command, tmp_path, args):
     """Catches lax parsing (number prefixes, ignored flags), uncaught exceptions, wrong codes."""
+    assert_rejected_with_usage(server_command, tmp_path, args)
+
+
+def assert_rejected_with_usage(server_command, tmp_path, args):
+    __tracebackhide__ = True
     rc, out, err = run_cli(server_command, args, tmp_path)
     report = describe_run(args, rc, out, err)
     assert rc is not None and rc >= 0, "the server crashed\n" + report
@@ -104,7 +109,7 @@ BAD_STAGE5_ARGUMENTS = {
                          ids=list(BAD_STAGE5_ARGUMENTS))
 def test_bad_stage5_arguments_rejected_with_exit_2(server_command, tmp_path, args):
     """Catches stage 5's new flags parsed laxly (a zero thread count, a negative timeout)."""
-    test_bad_arguments_rejected_with_usage_and_exit_2(server_command, tmp_path, args)
+    assert_rejected_with_usage(server_command, tmp_path, args)
 
 
 def test_address_in_use_exits_1(server_command, tmp_path):

@@ -9,6 +9,7 @@ sets how many clients run (default 300).
 """
 
 import asyncio
+import collections
 import os
 import random
 import socket
@@ -208,9 +209,7 @@ def test_chaos_soak_every_normal_client_gets_its_bytes(start_server):
           f" {stats['echoed'] / MiB:.0f} MiB echoed and checked")
     server.assert_alive(f"during the chaos soak {replay}")
     failures = [message for _, message in results if message]
-    kinds = {}
-    for kind, _ in results:
-        kinds[kind] = kinds.get(kind, 0) + 1
+    kinds = dict(collections.Counter(kind for kind, _ in results))
     assert not failures, (f"{len(failures)} of {clients} clients failed in {elapsed:.1f} s"
                           f" {replay}; mix {kinds}; the first:\n  " + "\n  ".join(failures[:5]))
     settled = wait_until(lambda: server.fd_count() <= baseline, 5)

@@ -20,7 +20,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -251,11 +250,9 @@ short interest(const Connection& conn) {
   return events;
 }
 
-// bug errors_fatal: one client's failure taken for the server's: perror() and exit.
+// bug errors_fatal: one client's failure taken for the server's: the whole server exits.
 void die_if_errors_fatal(const char* call) {
-  if (bug != Bug::kErrorsFatal) return;
-  std::fprintf(stderr, "error: %s: %s\n", call, std::strerror(errno));
-  std::exit(1);
+  if (bug == Bug::kErrorsFatal) die(call, errno);
 }
 
 // Sends what the socket takes now; returns how many bytes that was (0 when its buffer is full).
