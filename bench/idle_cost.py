@@ -7,8 +7,8 @@ so its round trip grows with K; epoll keeps the interest list in the kernel and 
     bench/idle_cost.py plot
 
 `run` starts each stage's server (descriptor limit raised, pinned to one core, echoload on the
-other), runs tools/echoload once per idle count and repeat, prints a markdown table of
-medians and merges them into docs/data/idle-cost.json. `plot` draws docs/img/idle-cost.svg
+other), runs tools/echoload once per idle count, repeat and stage, the stages taking turns,
+prints a markdown table of medians and merges them into docs/data/idle-cost.json. `plot` draws docs/img/idle-cost.svg
 from that file (needs python3-matplotlib).
 """
 
@@ -85,31 +85,36 @@ def run_echoload(port, idle, seconds):
     return json.loads(done.stdout)
 
 
-def measure(stage, idle_counts, repeat, seconds):
+def measure(stages, idle_counts, repeat, seconds):
+    """Runs every stage side by side: all servers stay up, and each idle count's repeats take
+    turns between the stages, so a noisy minute on a shared machine hits them alike."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # echoload inherits it
-    proc, port = start_server(stage_binary(stage), hard)
-    rows = []
+    servers = {}
+    runs = {stage: {idle: [] for idle in idle_counts} for stage in stages}
     try:
+        for stage in stages:
+            servers[stage] = start_server(stage_binary(stage), hard)
         for idle in idle_counts:
-            runs = []
             for i in range(repeat):
-                print(f"  stage {stage}, {idle} idle, run {i + 1}/{repeat} ...", end="",
-                      flush=True, file=sys.stderr)
-                result = run_echoload(port, idle, seconds)
-                print(f" p50 {result['rtt_us']['p50']:.1f} us", file=sys.stderr)
-                runs.append(result)
-                time.sleep(0.5)  # let the server close the idle connections of this run
-            rows.append({
-                "idle": idle,
-                "p50_us": statistics.median(r["rtt_us"]["p50"] for r in runs),
-                "p99_us": statistics.median(r["rtt_us"]["p99"] for r in runs),
-                "messages_per_s": statistics.median(r["messages_per_s"] for r in runs),
-                "runs": repeat,
-            })
+                for stage in stages:
+                    print(f"  {idle} idle, run {i + 1}/{repeat}, stage {stage} ...", end="",
+                          flush=True, file=sys.stderr)
+                    result = run_echoload(servers[stage][1], idle, seconds)
+                    print(f" p50 {result['rtt_us']['p50']:.1f} us", file=sys.stderr)
+                    runs[stage][idle].append(result)
+                    # Let the server close this run's idle connections before the next run.
+                    time.sleep(0.5 + idle / 10000)
     finally:
-        stop(proc)
-    return rows
+        for proc, _ in servers.values():
+            stop(proc)
+    return {stage: [{
+        "idle": idle,
+        "p50_us": statistics.median(r["rtt_us"]["p50"] for r in runs[stage][idle]),
+        "p99_us": statistics.median(r["rtt_us"]["p99"] for r in runs[stage][idle]),
+        "messages_per_s": statistics.median(r["messages_per_s"] for r in runs[stage][idle]),
+        "runs": repeat,
+    } for idle in idle_counts] for stage in stages}
 
 
 def print_table(data):
@@ -133,8 +138,8 @@ def command_run(args):
     data = json.loads(DATA.read_text()) if DATA.exists() else {"stages": {}}
     data["machine"] = machine()
     data["command"] = "bench/idle_cost.py run " + " ".join(sys.argv[2:])
-    for stage in args.stage:
-        data["stages"][str(stage)] = measure(stage, idle_counts, args.repeat, args.duration)
+    for stage, rows in measure(args.stage, idle_counts, args.repeat, args.duration).items():
+        data["stages"][str(stage)] = rows
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(json.dumps(data, indent=2) + "\n")
     print_table(data)
