@@ -80,9 +80,10 @@ void Loop::run_once(int timeout_ms) {
 }
 
 void Loop::dispatch(std::span<const epoll_event> events) {
+  bool listener_ready = false;
   for (const epoll_event& event : events) {
     if (event.data.ptr == kListenerTag) {
-      if (!accept_paused()) accept_ready();
+      listener_ready = true;
       continue;
     }
     Client& client = *static_cast<Client*>(event.data.ptr);
@@ -92,6 +93,8 @@ void Loop::dispatch(std::span<const epoll_event> events) {
   }
   // 3. Only now, with no event left that could point at them, free the clients closed above.
   closed_.clear();
+  // 4. New clients last, so that they can have the descriptors just freed.
+  if (listener_ready && !accept_paused()) accept_ready();
 }
 
 void Loop::accept_ready() {

@@ -63,23 +63,28 @@ bool run_until(Loop& loop, Done done) {
   return done();
 }
 
+// A client socket connected to addr; rcvbuf, when not 0, sets its receive buffer first.
+Fd connect_to(const sockaddr_in& addr, int rcvbuf) {
+  Fd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(socket);
+  if (rcvbuf != 0) {
+    REQUIRE(setsockopt(socket.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
+  }
+  REQUIRE(connect(socket.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+  return socket;
+}
+
 // A loop listening on a free loopback port, and a connected client whose socket the loop has
 // accepted and registered.
 struct Fixture {
   Fixture() {
     Fd socket = listen_on("127.0.0.1", 0);
     listener_fd = socket.get();
-    sockaddr_in addr{};
     socklen_t len = sizeof addr;
     REQUIRE(getsockname(listener_fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
     loop.emplace(std::move(socket));
-
-    client = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(client);
     // A small receive window, so that a client that stops reading is felt at once.
-    const int small = 4096;
-    REQUIRE(setsockopt(client.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
-    REQUIRE(connect(client.get(), reinterpret_cast<sockaddr*>(&addr), len) == 0);
+    client = connect_to(addr, 4096);
     REQUIRE(run_until(*loop, [&] { return loop->client_count() == 1; }));
   }
 
@@ -89,10 +94,32 @@ struct Fixture {
     return *r;
   }
 
+  // The client half-closes; returns once the server's socket r.fd holds the EOF to report.
+  void half_close(const Registration& r) const {
+    REQUIRE(shutdown(client.get(), SHUT_WR) == 0);
+    for (int round = 0; round < 1000; ++round) {
+      char byte;
+      const ssize_t n = recv(r.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0) return;
+      REQUIRE((n < 0 && errno == EAGAIN));
+      usleep(1000);
+    }
+    FAIL("the client's EOF did not reach the server's socket within a second");
+  }
+
   int listener_fd = -1;
+  sockaddr_in addr{};
   std::optional<Loop> loop;
   Fd client;
 };
+
+// One event as epoll_wait would return it.
+epoll_event event_for(std::uint32_t events, std::uint64_t data) {
+  epoll_event event{};
+  event.events = events;
+  event.data.u64 = data;
+  return event;
+}
 
 // Reads what is available now, without blocking; "" when nothing is.
 std::string read_now(const Fd& from) {
@@ -164,7 +191,7 @@ TEST_CASE("a closing client is deregistered, even while a dup keeps its socket o
   const Fd copy(dup(r.fd));
   REQUIRE(copy);
 
-  REQUIRE(shutdown(f.client.get(), SHUT_WR) == 0);  // EOF with nothing owed: close now
+  f.half_close(r);  // EOF with nothing owed: close now
   REQUIRE(run_until(*f.loop, [&] { return f.loop->client_count() == 0; }));
   CHECK_FALSE(client_registration(f.loop->epoll_fd(), f.listener_fd));
   // Left registered, the socket (readable: it holds the EOF) would be reported by this wait,
@@ -175,27 +202,29 @@ TEST_CASE("a closing client is deregistered, even while a dup keeps its socket o
 TEST_CASE("a later event of the batch for a client closed earlier in it is ignored") {
   Fixture f;
   const Registration r = f.registered();
-  REQUIRE(shutdown(f.client.get(), SHUT_WR) == 0);
-
+  f.half_close(r);
   // The first event closes the client (EOF, nothing owed). The second still points at it, as
   // an event for a client closed by another one's handler would. Freed at once, the Client
   // would be read after free here (ASan reports it); kept until the batch ends, it is skipped.
-  epoll_event event{};
-  event.events = EPOLLIN;
-  event.data.ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(r.data));
-  const std::vector<epoll_event> batch{event, event};
-  // The kernel has the EOF to report; make sure it reached the server's socket.
-  for (int round = 0; round < 100; ++round) {
-    char byte;
-    const ssize_t n = recv(r.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0) break;
-    REQUIRE((n < 0 && errno == EAGAIN));
-    usleep(1000);
-  }
+  const std::vector<epoll_event> batch{event_for(EPOLLIN, r.data), event_for(EPOLLIN, r.data)};
   f.loop->dispatch(batch);
   CHECK(f.loop->client_count() == 0);
   CHECK_FALSE(client_registration(f.loop->epoll_fd(), f.listener_fd));
   // The server closed its side: the client reads EOF.
   char byte;
   CHECK(recv(f.client.get(), &byte, 1, 0) == 0);
+}
+
+TEST_CASE("a client accepted in a batch can have the descriptor of one closed in it") {
+  Fixture f;
+  const Registration first = f.registered();
+  f.half_close(first);
+  // A second client waits in the accept queue, and the batch reports the listener first.
+  const Fd second = connect_to(f.addr, 0);
+  const std::vector<epoll_event> batch{event_for(EPOLLIN, 0), event_for(EPOLLIN, first.data)};
+  f.loop->dispatch(batch);
+  REQUIRE(f.loop->client_count() == 1);
+  // Accepted after the first client's socket was closed, the second one gets its number (the
+  // lowest free). Out of descriptors, that is the difference between serving it and shedding it.
+  CHECK(f.registered().fd == first.fd);
 }
