@@ -175,7 +175,6 @@ void Loop::resume_accepting_if_due() {
 
 // A new client is registered once, for input; its interest changes only when its state does.
 void Loop::add_client(Fd socket) {
-  const auto fd = static_cast<std::size_t>(socket.get());
   auto client = std::make_unique<Client>(std::move(socket));
   if (const int error =
           control(epoll_.get(), EPOLL_CTL_ADD, client->conn.fd(), EPOLLIN, client.get())) {
@@ -186,9 +185,9 @@ void Loop::add_client(Fd socket) {
     throw FatalError(std::string("epoll_ctl: ") + std::strerror(error));
   }
   client->interest = EPOLLIN;
-  if (fd >= clients_.size()) clients_.resize(fd + 1);
-  clients_[fd] = std::move(client);
-  ++client_count_;
+  const auto slot = static_cast<std::size_t>(client->conn.fd());
+  if (slot >= clients_.size()) clients_.resize(slot + 1);
+  clients_[slot] = std::move(client);
 }
 
 void Loop::on_client_event(Client& client, std::uint32_t events) {
@@ -233,7 +232,6 @@ void Loop::close_client(Client& client) {
   client.closed = true;
   auto& slot = clients_[static_cast<std::size_t>(client.conn.fd())];
   closed_.push_back(std::move(slot));  // the descriptor closes when closed_ is cleared
-  --client_count_;
 }
 
 int Loop::wait_timeout_ms() const {
