@@ -160,6 +160,13 @@ void Engine::open_active(const Endpoint& server) {
   count_connect_failures(opened);
   clients_.reserve(opened.sockets.size());
   for (Fd& socket : opened.sockets) {
+    if (options_.rcvbuf != 0) {
+      // Set after connecting: from then on the window the client advertises stays within it.
+      const int bytes = static_cast<int>(options_.rcvbuf);
+      if (setsockopt(socket.get(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) != 0) {
+        throw FatalError(errno_message("setsockopt SO_RCVBUF", errno));
+      }
+    }
     const std::size_t index = clients_.size();
     watch(socket.get(), index);
     clients_.emplace_back(std::move(socket), index, ByteStream(pattern_, index),

@@ -19,6 +19,7 @@ constexpr std::uint64_t kMaxConnections = 100'000;
 constexpr std::uint64_t kMaxDepth = 4096;
 constexpr std::uint64_t kMaxSize = 64 << 20;
 constexpr double kMaxSeconds = 24 * 60 * 60;
+constexpr std::uint64_t kMaxRcvbuf = 1 << 30;
 
 // Accepts a whole decimal number in [low, high]: no sign, no spaces, no trailing text. Returns
 // what is wrong with it, or "" when it is fine.
@@ -64,9 +65,9 @@ std::string parse_host(std::string_view flag, std::string_view text, std::string
 }
 
 // The flags that take a value; apply_value() stores each one's.
-constexpr std::array<std::string_view, 9> kValueFlags = {"--host",        "--port",   "--idle",
-                                                         "--connections", "--depth",  "--size",
-                                                         "--duration",    "--warmup", "--seed"};
+constexpr std::array<std::string_view, 10> kValueFlags = {
+    "--host", "--port",     "--idle",   "--connections", "--depth",
+    "--size", "--duration", "--warmup", "--seed",        "--rcvbuf"};
 
 // Stores the value of one of kValueFlags in options. Returns what is wrong with it, or "".
 std::string apply_value(std::string_view flag, std::string_view value, Options& o) {
@@ -79,6 +80,7 @@ std::string apply_value(std::string_view flag, std::string_view value, Options& 
   if (flag == "--size") return parse_whole(flag, value, 1, kMaxSize, o.size);
   if (flag == "--duration") return parse_seconds(flag, value, false, o.duration_s);
   if (flag == "--warmup") return parse_seconds(flag, value, true, o.warmup_s);
+  if (flag == "--rcvbuf") return parse_whole(flag, value, 0, kMaxRcvbuf, o.rcvbuf);
   assert(flag == "--seed");
   return parse_whole(flag, value, 0, std::numeric_limits<std::uint64_t>::max(), o.seed);
 }
@@ -118,8 +120,8 @@ Command parse_command_line(std::span<const std::string_view> args) {
 std::string usage(std::string_view program) {
   return "usage: " + std::string(program) +
          " [--host ADDR] [--port N] [--idle K] [--connections C] [--depth D]\n"
-         "         [--size S] [--duration SECONDS] [--warmup SECONDS] [--seed N] [--json] "
-         "[--quiet]\n"
+         "         [--size S] [--duration SECONDS] [--warmup SECONDS] [--seed N] [--rcvbuf BYTES]\n"
+         "         [--json] [--quiet]\n"
          "\n"
          "Load for a TCP echo server: first K idle connections that never send, then C active\n"
          "connections that each keep D messages of S bytes in flight, sending a new message\n"
@@ -139,6 +141,9 @@ std::string usage(std::string_view program) {
          "  --warmup SECONDS     load before the window that is not counted (default 1)\n"
          "  --seed N             picks the byte streams; the same seed sends the same bytes "
          "(default 1)\n"
+         "  --rcvbuf BYTES       SO_RCVBUF of each active connection: a small one makes the\n"
+         "                       server's sends fall short, like a slow client (default 0: the\n"
+         "                       kernel's, which grows as needed)\n"
          "  --json               print the report as one JSON object\n"
          "  --quiet              no progress lines on stderr\n"
          "  --help               print this help and exit\n";

@@ -18,6 +18,7 @@ struct Options {
   double duration_s = 5;        // the measured window
   double warmup_s = 1;          // before the window: load runs, nothing is counted
   std::uint64_t seed = 1;       // picks the byte streams
+  std::size_t rcvbuf = 0;       // SO_RCVBUF of each active connection; 0: the kernel's own
   bool json = false;            // report as one JSON object instead of text
   bool quiet = false;           // no progress lines on stderr
 

@@ -32,16 +32,17 @@ TEST_CASE("no arguments: one connection, depth 1, 64 bytes, 5 s after 1 s warm-u
   CHECK(o.duration_s == 5);
   CHECK(o.warmup_s == 1);
   CHECK(o.seed == 1);
+  CHECK(o.rcvbuf == 0);
   CHECK_FALSE(o.json);
   CHECK_FALSE(o.quiet);
 }
 
 TEST_CASE("every flag takes the next argument as its value") {
   const Command command =
-      parse({"--host",        "::1",    "--port",   "9000", "--idle", "5000",
-             "--connections", "50",     "--depth",  "16",   "--size", "16384",
-             "--duration",    "0.25",   "--warmup", "0",    "--seed", "18446744073709551615",
-             "--json",        "--quiet"});
+      parse({"--host",        "::1",  "--port",   "9000",   "--idle", "5000",
+             "--connections", "50",   "--depth",  "16",     "--size", "16384",
+             "--duration",    "0.25", "--warmup", "0",      "--seed", "18446744073709551615",
+             "--rcvbuf",      "4096", "--json",   "--quiet"});
   REQUIRE(command.action == Command::Action::kRun);
   CHECK(command.options == Options{.host = "::1",
                                    .port = 9000,
@@ -52,6 +53,7 @@ TEST_CASE("every flag takes the next argument as its value") {
                                    .duration_s = 0.25,
                                    .warmup_s = 0,
                                    .seed = 18446744073709551615ull,
+                                   .rcvbuf = 4096,
                                    .json = true,
                                    .quiet = true});
 }

@@ -77,7 +77,8 @@ std::string text_report(const RunResult& r) {
   std::ostringstream out;
   out << "server      " << o.host << " port " << o.port << "\n"
       << "load        " << o.idle << " idle + " << o.connections << " active connections, depth "
-      << o.depth << ", " << o.size << "-byte messages, seed " << o.seed << "\n"
+      << o.depth << ", " << o.size << "-byte messages, seed " << o.seed
+      << (o.rcvbuf != 0 ? ", SO_RCVBUF " + std::to_string(o.rcvbuf) : std::string()) << "\n"
       << "time        " << o.warmup_s << " s warm-up, " << o.duration_s << " s measured\n"
       << "messages    " << r.messages << " (" << fixed(r.messages_per_s(), 1) << "/s)\n"
       << "payload     " << fixed(r.mib_per_s(), 2) << " MiB/s echoed (one direction)\n"
@@ -98,9 +99,9 @@ std::string json_report(const RunResult& r) {
   std::ostringstream out;
   out << "{\"host\":" << json_string(o.host) << ",\"port\":" << o.port << ",\"idle\":" << o.idle
       << ",\"connections\":" << o.connections << ",\"depth\":" << o.depth << ",\"size\":" << o.size
-      << ",\"seed\":" << o.seed << ",\"warmup_s\":" << fixed(o.warmup_s, 3)
-      << ",\"duration_s\":" << fixed(o.duration_s, 3) << ",\"messages\":" << r.messages
-      << ",\"messages_per_s\":" << fixed(r.messages_per_s(), 1)
+      << ",\"seed\":" << o.seed << ",\"rcvbuf\":" << o.rcvbuf
+      << ",\"warmup_s\":" << fixed(o.warmup_s, 3) << ",\"duration_s\":" << fixed(o.duration_s, 3)
+      << ",\"messages\":" << r.messages << ",\"messages_per_s\":" << fixed(r.messages_per_s(), 1)
       << ",\"mib_per_s\":" << fixed(r.mib_per_s(), 3)
       << ",\"rtt_us\":{\"p50\":" << micros(rtt.percentile(50))
       << ",\"p99\":" << micros(rtt.percentile(99)) << ",\"p999\":" << micros(rtt.percentile(99.9))
