@@ -4,85 +4,32 @@ K idle connections are open, per stage. poll() hands the kernel the whole table 
 so its round trip grows with K; epoll keeps the interest list in the kernel and stays flat.
 
     bench/idle_cost.py run --stage 1 [--stage 2 ...] [--idle 0,1000,5000,10000] [--repeat 3]
-    bench/idle_cost.py plot
+                           [--data docs/data/NAME.json]
+    bench/idle_cost.py plot [--data docs/data/NAME.json]
 
 `run` starts each stage's server (descriptor limit raised, pinned to one core, echoload on the
 other), runs tools/echoload once per idle count, repeat and stage, the stages taking turns,
-prints a markdown table of medians and merges them into docs/data/idle-cost.json. `plot` draws docs/img/idle-cost.svg
-from that file (needs python3-matplotlib).
+prints a markdown table of medians and merges them into the data file (default
+docs/data/idle-cost.json). `plot` draws docs/img/NAME.svg from it (needs python3-matplotlib).
 """
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (ROOT, STAGE_NAMES, machine, run_echoload, stage_binary, start_server,
+                    stop)
+
 DATA = ROOT / "docs" / "data" / "idle-cost.json"
-PLOT = ROOT / "docs" / "img" / "idle-cost.svg"
-ECHOLOAD = ROOT / "build" / "tools" / "echoload" / "echoload"
-STAGE_NAMES = {1: "poll", 2: "epoll LT", 3: "epoll ET", 4: "coroutines", 5: "full server"}
 
 
-def stage_binary(stage):
-    matches = sorted(ROOT.glob(f"0{stage}-*"))
-    if not matches:
-        sys.exit(f"idle_cost: there is no stage {stage}")
-    return ROOT / "build" / matches[0].name / "server"
-
-
-def machine():
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release()}
-
-
-def pinned(core, nofile=None):
-    def setup():
-        os.sched_setaffinity(0, {core})
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    return setup
-
-
-def start_server(binary, nofile):
-    proc = subprocess.Popen([str(binary), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, preexec_fn=pinned(0, nofile))
-    line = proc.stdout.readline().decode().strip()
-    if not line.startswith("listening on "):
-        proc.kill()
-        sys.exit(f"idle_cost: {binary} did not start: {line!r}")
-    return proc, int(line.rsplit(":", 1)[1])
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def run_echoload(port, idle, seconds):
-    command = [str(ECHOLOAD), "--port", str(port), "--idle", str(idle), "--connections", "1",
-               "--depth", "1", "--size", "64", "--warmup", "1", "--duration", str(seconds),
-               "--json"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120 + seconds,
-                          preexec_fn=pinned(1 % os.cpu_count()))
-    if done.returncode != 0:
-        sys.exit(f"idle_cost: {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
-    return json.loads(done.stdout)
+def plot_path(data_path):
+    """docs/data/NAME.json is drawn as docs/img/NAME.svg."""
+    return ROOT / "docs" / "img" / (data_path.stem + ".svg")
 
 
 def measure(stages, idle_counts, repeat, seconds):
@@ -100,7 +47,7 @@ def measure(stages, idle_counts, repeat, seconds):
                 for stage in stages:
                     print(f"  {idle} idle, run {i + 1}/{repeat}, stage {stage} ...", end="",
                           flush=True, file=sys.stderr)
-                    result = run_echoload(servers[stage][1], idle, seconds)
+                    result = run_echoload(servers[stage][1], seconds, idle=idle)
                     print(f" p50 {result['rtt_us']['p50']:.1f} us", file=sys.stderr)
                     runs[stage][idle].append(result)
                     # Let the server close this run's idle connections before the next run.
@@ -132,28 +79,27 @@ def print_table(data):
 
 
 def command_run(args):
-    if not ECHOLOAD.exists():
-        sys.exit("idle_cost: build the load generator first: make echoload")
     idle_counts = [int(x) for x in args.idle.split(",")]
-    data = json.loads(DATA.read_text()) if DATA.exists() else {"stages": {}}
+    path = args.data
+    data = json.loads(path.read_text()) if path.exists() else {"stages": {}}
     data["machine"] = machine()
     data["command"] = "bench/idle_cost.py run " + " ".join(sys.argv[2:])
     for stage, rows in measure(args.stage, idle_counts, args.repeat, args.duration).items():
         data["stages"][str(stage)] = rows
-    DATA.parent.mkdir(parents=True, exist_ok=True)
-    DATA.write_text(json.dumps(data, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
     print_table(data)
     print(f"\n(medians of {args.repeat} runs of {args.duration} s each; {data['machine']['cpu']},"
           f" {data['machine']['cores']} cores, Linux {data['machine']['kernel']};"
-          f" saved to {DATA.relative_to(ROOT)})")
+          f" saved to {path})")
 
 
-def command_plot(_args):
+def command_plot(args):
     import matplotlib
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
 
-    data = json.loads(DATA.read_text())
+    data = json.loads(args.data.read_text())
     figure, axes = plt.subplots(figsize=(7, 4))
     for stage in sorted(data["stages"], key=int):
         rows = data["stages"][stage]
@@ -171,9 +117,10 @@ def command_plot(_args):
     figure.text(0.01, 0.01, f"{data['machine']['cpu']}, {data['machine']['cores']} cores",
                 fontsize=7, color="gray")
     figure.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, metadata={"Date": None})
-    print(f"wrote {PLOT.relative_to(ROOT)}")
+    plot = plot_path(args.data)
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(plot, metadata={"Date": None})
+    print(f"wrote {plot.relative_to(ROOT)}")
 
 
 def main():
@@ -184,7 +131,11 @@ def main():
     run.add_argument("--idle", default="0,1000,5000,10000")
     run.add_argument("--repeat", type=int, default=3)
     run.add_argument("--duration", type=float, default=3.0)
-    commands.add_parser("plot", help="draw the saved results")
+    plot = commands.add_parser("plot", help="draw the saved results")
+    for command in (run, plot):
+        command.add_argument("--data", type=Path, default=DATA,
+                             help="the results file (default docs/data/idle-cost.json); its"
+                                  " plot goes to docs/img/, named after it")
     args = parser.parse_args()
     {"run": command_run, "plot": command_plot}[args.command](args)
 
