@@ -38,11 +38,19 @@ PYTEST = $(PYTHON) -m pytest tests --stage $(1) --server $(BUILD_ROOT)/$(call st
     $(if $(QUICK),-m "not slow")
 
 DEPS := doctest-dev python3-pytest python3-pytest-timeout netcat-openbsd
+BENCH_DEPS := libboost-dev libuv1-dev nodejs python3-matplotlib strace
+# bench/run.py needs only the standard library; its plots need Debian's python3-matplotlib,
+# installed for /usr/bin/python3 (a python3 earlier on PATH may lack it, as with pytest).
+BENCH_PYTHON ?= $(or $(shell for p in python3 /usr/bin/python3; do \
+    if command -v $$p >/dev/null 2>&1 && $$p -c 'import matplotlib' 2>/dev/null; \
+    then command -v $$p; break; fi; done),$(PYTHON),/usr/bin/python3)
+BENCH_ARGS ?=
 PORT ?= 7000
 HOST ?= 127.0.0.1
 STAGE ?= $(HIGHEST_STAGE)
 
 .PHONY: all help deps check-deps run test unit-tests tools-test format-check clean
+.PHONY: bench plots peers bench-deps
 
 all: $(addprefix stage-,$(STAGE_NUMBERS))
 
@@ -59,6 +67,11 @@ help:
 	@echo "make echoload       build the load generator into $(BUILD_ROOT)/tools/echoload/"
 	@echo "make deps           install the Debian packages the tests need"
 	@echo "make format-check   clang-format finds nothing to change"
+	@echo "make bench          build every stage, echoload and the peers, run the benchmark (under"
+	@echo "                    10 minutes; BENCH_ARGS=--quick: a smoke test), print its tables, plot"
+	@echo "make plots          redraw docs/img/bench-*.svg from docs/data/bench.json"
+	@echo "make peers          build the benchmark's peer servers (bench/peers) that can be built here"
+	@echo "make bench-deps     install the Debian packages the benchmark and its peers need"
 	@echo "make clean          remove every build tree"
 	@echo "Options: SANITIZE=address,undefined  CXX=clang++  QUICK=1  STAGE=N  PORT=N"
 	@echo "Stages here: $(STAGE_DIRS)"
@@ -138,9 +151,32 @@ diff-%: FORCE
 	diff -ru --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
 FORMATTED_DIRS := $(STAGE_DIRS) tools/echoload tests/broken_server bench bench/peers
-FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)))
+FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)) \
+    bench/peers/*.c)
 format-check:
 	@clang-format --dry-run --Werror $(FORMATTED) && echo "format-check: $(words $(FORMATTED)) files clean"
 
 clean:
 	rm -rf build build-*
+
+# The benchmark (docs/benchmarks.md): figures, not tests, so never part of `make test`. It
+# measures the plain optimized build, in build/; its peers are built when their packages are
+# present and skipped with a note otherwise.
+peers:
+	+@$(MAKE) --no-print-directory -C bench/peers BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT)
+
+ifeq ($(TREE_SUFFIX),)
+bench: all echoload peers
+	$(BENCH_PYTHON) bench/run.py $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory plots
+else
+bench:
+	$(error make bench measures the plain build in build/: run it without CXX= and SANITIZE=)
+endif
+
+plots:
+	$(BENCH_PYTHON) bench/run.py plot
+
+# Like make deps, for the benchmark's packages.
+bench-deps:
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
