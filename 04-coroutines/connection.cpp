@@ -3,77 +3,158 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
 
-void Connection::mark_readable(bool eof_queued) {
-  readable_ = true;
-  if (eof_queued) eof_queued_ = true;
+namespace {
+
+// How long to stop accepting when the kernel cannot give us a descriptor or memory for a new
+// client: long enough not to spin, short enough that service resumes promptly.
+constexpr std::chrono::milliseconds kAcceptPause{100};
+
+std::system_error failure(const char* call) {
+  return std::system_error(errno, std::generic_category(), call);
 }
 
-void Connection::serve(std::span<char> read_buffer, int max_reads) {
-  // Owed bytes first: they are older than anything still to be read.
-  if (writable_ && wants_write()) owed_.consume(send_some(owed_.pending()));
-  // Over the cap, reading stops but readable_ stays set: once the client reads its echo and
-  // the owed bytes drain, the next turn reads on with no new event (none would come for bytes
-  // that arrived long ago).
-  for (int reads = 0; reads < max_reads && readable_ && wants_read(); ++reads) {
-    read_once(read_buffer);
-  }
+}  // namespace
+
+Connection::Connection(Reactor& reactor, Fd socket)
+    : reactor_(reactor), socket_(std::move(socket)) {
+  reactor_.add(socket_.get(), watch_);
 }
 
-void Connection::read_once(std::span<char> read_buffer) {
-  ssize_t n;
-  do {
-    n = recv(fd(), read_buffer.data(), read_buffer.size(), 0);
-  } while (n < 0 && errno == EINTR);  // a signal arrived before any byte: just ask again
-  if (n > 0) {
-    const auto size = static_cast<std::size_t>(n);
-    // Fewer bytes than asked for: the receive queue was empty when recv() returned, and a byte
-    // that arrives later is a new edge (epoll(7) allows this shortcut for stream sockets), so
-    // the recv() that would only say EAGAIN is saved. Not when the EOF was reported: it waits
-    // behind these bytes, and no new event will announce it.
-    if (size < read_buffer.size() && !eof_queued_) readable_ = false;
-    echo(read_buffer.first(size));
-  } else if (n == 0) {
-    // EOF: the client half-closed. It may still read, so flush what is owed before closing.
-    peer_closed_ = true;
-  } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-    readable_ = false;  // drained: nothing more until the next edge
-  } else {
-    // ECONNRESET, ETIMEDOUT, ...: the client is gone, and nothing owed can reach it.
-    broken_ = true;
-  }
+Connection::~Connection() {
+  reactor_.remove(socket_.get());
 }
 
-void Connection::echo(std::span<const char> bytes) {
-  if (!owed_.empty()) {
-    // Older bytes are still waiting; sending these first would reorder the echo. (This also
-    // covers a full send buffer: a send() that falls short leaves bytes owed.)
-    owed_.append(bytes);
-    return;
-  }
-  const std::size_t sent = send_some(bytes);
-  if (!broken_) owed_.append(bytes.subspan(sent));
-}
-
-// Sends what the socket takes now and returns how many bytes that was (0 when it is full).
-std::size_t Connection::send_some(std::span<const char> bytes) {
+Task<std::span<const char>> Connection::read_some() {
+  const std::span<char> buffer = reactor_.read_buffer();
   for (;;) {
-    // MSG_NOSIGNAL: a send() that fails with EPIPE (the client has gone: it reset the
-    // connection after half-closing it, or we write after an earlier error) also raises
-    // SIGPIPE, whose default action kills the whole server. With the flag, only EPIPE remains.
-    const ssize_t n = send(fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (!watch_.readable) {
+      reads_this_turn_ = 0;
+      co_await WaitFor{watch_.reader};
+      continue;
+    }
+    // Fairness: a client that always has more to send lets everyone else run now and then.
+    if (++reads_this_turn_ > kReadsPerTurn) {
+      reads_this_turn_ = 0;
+      co_await reactor_.yield();
+      continue;
+    }
+    const ssize_t n = recv(socket_.get(), buffer.data(), buffer.size(), 0);
+    if (n > 0) {
+      const auto size = static_cast<std::size_t>(n);
+      // A short read emptied the socket (stage 3's rule), unless the EOF waits behind it.
+      if (size < buffer.size() && !watch_.eof_queued) watch_.readable = false;
+      co_return buffer.first(size);
+    }
+    if (n == 0) co_return std::span<const char>();  // EOF: the client half-closed
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw failure("recv");
+    watch_.readable = false;  // drained: wait for the next edge
+  }
+}
+
+Task<void> Connection::write_all(std::span<const char> bytes) {
+  std::vector<char> unsent;  // filled only before waiting, and freed with this frame
+  while (!bytes.empty()) {
+    if (!watch_.writable) {
+      // bytes may point into the reactor's read buffer, which the next read of any connection
+      // overwrites. Keep our own copy of what is left while we wait.
+      if (unsent.empty()) {
+        unsent.assign(bytes.begin(), bytes.end());
+        bytes = unsent;
+      }
+      co_await WaitFor{watch_.writer};
+      continue;
+    }
+    // MSG_NOSIGNAL: EPIPE instead of SIGPIPE, whose default action would end the server.
+    const ssize_t n = send(socket_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n >= 0) {
-      // Short: the send buffer is full. The kernel reports EPOLLOUT once room frees up.
-      if (static_cast<std::size_t>(n) < bytes.size()) writable_ = false;
-      return static_cast<std::size_t>(n);
+      const auto sent = static_cast<std::size_t>(n);
+      if (sent < bytes.size()) watch_.writable = false;  // full: EPOLLOUT reports room
+      bytes = bytes.subspan(sent);
+      continue;
     }
     if (errno == EINTR) continue;
-    // EAGAIN: the send buffer is full, keep the bytes. EPIPE, ECONNRESET, ...: the client is gone.
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      writable_ = false;
-    } else {
-      broken_ = true;
-    }
-    return 0;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw failure("send");
+    watch_.writable = false;
   }
+}
+
+Listener::Listener(Reactor& reactor, Fd socket)
+    : reactor_(reactor), socket_(std::move(socket)), spare_(open_spare_descriptor()) {
+  if (!spare_) throw FatalError(std::string("open /dev/null: ") + std::strerror(errno));
+  reactor_.add(socket_.get(), watch_);
+}
+
+Listener::~Listener() {
+  reactor_.remove(socket_.get());
+}
+
+Task<Fd> Listener::accept() {
+  for (;;) {
+    if (!watch_.readable) {
+      accepts_this_round_ = 0;
+      co_await WaitFor{watch_.reader};
+      continue;
+    }
+    // Shed clients count too: a connect flood must not keep the loop to itself.
+    if (++accepts_this_round_ > kAcceptsPerRound) {
+      accepts_this_round_ = 0;
+      co_await reactor_.yield();
+      continue;
+    }
+    Accepted client = accept_one(socket_.get());
+    if (client.fd) co_return std::move(client.fd);
+    switch (client.error) {
+      case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+      case EWOULDBLOCK:
+#endif
+        watch_.readable = false;  // the queue is empty: the next client is a new edge
+        continue;
+      case EMFILE:
+      case ENFILE:
+        if (!shed_one_client()) co_await reactor_.sleep_for(kAcceptPause);
+        continue;
+      case ENOBUFS:
+      case ENOMEM:
+        co_await reactor_.sleep_for(kAcceptPause);  // the kernel is short of memory
+        continue;
+      case ECONNABORTED:
+      case EPROTO:
+      case EPERM:
+      case ENETDOWN:
+      case ENOPROTOOPT:
+      case EHOSTDOWN:
+      case ENONET:
+      case EHOSTUNREACH:
+      case ENETUNREACH:
+      case ETIMEDOUT:
+        continue;  // this one client failed before we took it; the next may be fine
+      default:
+        throw FatalError(std::string("accept: ") + std::strerror(client.error));
+    }
+  }
+}
+
+// Out of descriptors: the spare is given up to accept one waiting client and close it at once
+// (it sees its connection closed rather than hanging), then taken back. Returns false when
+// that did not help and the caller should back off.
+bool Listener::shed_one_client() {
+  if (!spare_) spare_ = open_spare_descriptor();
+  if (!spare_) return false;
+  spare_.reset();
+  Accepted doomed = accept_one(socket_.get());
+  // accept() takes a descriptor before it looks at the queue: at the limit it says EMFILE
+  // even when nobody waits, and only now, with one to spare, can it say the queue is empty.
+  if (doomed.error == EAGAIN || doomed.error == EWOULDBLOCK) watch_.readable = false;
+  const bool still_out = doomed.error == EMFILE || doomed.error == ENFILE;
+  doomed.fd.reset();  // before taking the spare back: it holds the one free slot
+  spare_ = open_spare_descriptor();
+  return !still_out && spare_;
 }

@@ -1,60 +1,73 @@
 #pragma once
-// Connection: one client of the echo server.
+// Connection and Listener: sockets whose operations are awaited.
 
 #include <cstddef>
 #include <span>
 
-#include "buffer.hpp"
+#include "reactor.hpp"
 #include "socket.hpp"
+#include "task.hpp"
 
-// Backpressure: stop reading from a client that does not read its echo once this much is owed
-// to it. Its unsent bytes then stay below this plus one read, however fast it sends.
-constexpr std::size_t kMaxOwedBytes = 1 << 20;
+// The budgets, as in stage 3: a connection reads at most kReadsPerTurn times, and the
+// listener accepts at most kAcceptsPerRound clients, before letting everything else that can
+// run go first.
+constexpr int kReadsPerTurn = 4;
+constexpr int kAcceptsPerRound = 64;
 
-// One client. Owns its socket, the bytes owed to it, and what the kernel last said about the
-// socket; borrows the loop's read buffer for the length of one serve() call.
-//
-// Edge-triggered epoll reports a change once: "bytes arrived", "room in the send buffer". So
-// the connection remembers each report (readable, writable) until a recv() or send() shows it
-// is used up, and serve() works from that memory instead of from the event.
+// One client's socket, registered with the reactor for as long as it lives. Not movable
+// (epoll points at its Watch), so it lives where it was made: in a coroutine's frame.
 class Connection {
  public:
-  explicit Connection(Fd socket) : socket_(std::move(socket)) {}
+  Connection(Reactor& reactor, Fd socket);
+  ~Connection();  // deregisters, then closes
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // The next bytes from the client, suspending until there are some. They are in the
+  // reactor's read buffer, valid until this coroutine suspends again. Empty at the client's
+  // EOF. Throws std::system_error when the connection has failed (a reset, for example).
+  Task<std::span<const char>> read_some();
+  // Sends all of bytes, suspending while the socket's send buffer is full. Throws
+  // std::system_error when the connection has failed.
+  Task<void> write_all(std::span<const char> bytes);
 
   int fd() const { return socket_.get(); }
 
-  // The kernel reported bytes to read. eof_queued: it also reported the client's EOF (or an
-  // error), which is never reported again, so reading goes on until recv() returns it.
-  void mark_readable(bool eof_queued);
-  // The kernel reported room in the send buffer.
-  void mark_writable() { writable_ = true; }
+ private:
+  Reactor& reactor_;
+  Fd socket_;
+  Watch watch_;
+  int reads_this_turn_ = 0;  // reads since this connection last waited or yielded
+};
 
-  // One turn: sends what is owed if the socket can take it, then reads while the socket has
-  // bytes, echoing each read at once, for at most max_reads recv() calls.
-  void serve(std::span<char> read_buffer, int max_reads);
-  // Work that no event will announce again: bytes left to read when the budget ran out, or
-  // owed bytes with room to send them.
-  bool has_work() const { return (readable_ && wants_read()) || (writable_ && wants_write()); }
+// The listening socket, registered the same way.
+class Listener {
+ public:
+  Listener(Reactor& reactor, Fd socket);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
 
-  // Read more: the client has not half-closed and is not over the backpressure cap.
-  bool wants_read() const { return !peer_closed_ && !broken_ && owed_.size() < kMaxOwedBytes; }
-  // Bytes are owed.
-  bool wants_write() const { return !broken_ && !owed_.empty(); }
-  // Done: the connection failed, or the client half-closed and has every byte back.
-  bool wants_close() const { return broken_ || (peer_closed_ && owed_.empty()); }
-
-  std::size_t owed_bytes() const { return owed_.size(); }
+  // The next client, suspending until one connects. Out of descriptors, it sheds waiting
+  // clients (accepts and closes them, with the spare descriptor) and backs off rather than
+  // spin. Throws FatalError on a failure that is not one client's.
+  Task<Fd> accept();
 
  private:
-  void read_once(std::span<char> read_buffer);
-  void echo(std::span<const char> bytes);
-  std::size_t send_some(std::span<const char> bytes);
+  bool shed_one_client();
 
+  Reactor& reactor_;
   Fd socket_;
-  OutputBuffer owed_;         // read from the client, not yet sent back
-  bool readable_ = false;     // reported readable, and no recv() has found it empty since
-  bool eof_queued_ = false;   // the EOF or an error was reported: read until recv() says so
-  bool writable_ = true;      // no send() has found the send buffer full since the last report
-  bool peer_closed_ = false;  // the client sent EOF (shut down its writing side)
-  bool broken_ = false;       // reset or another error: close without flushing
+  Fd spare_;  // held in reserve; released to accept and close one client when out of descriptors
+  Watch watch_;
+  int accepts_this_round_ = 0;
+};
+
+// Waits for one direction of a Watch: `co_await WaitFor{watch.reader}`. The reactor resumes
+// the coroutine when an event reports that direction ready.
+struct WaitFor {
+  std::coroutine_handle<>& slot;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> self) const noexcept { slot = self; }
+  void await_resume() const noexcept {}
 };

@@ -1,15 +1,17 @@
-// Stage 03-epoll-edge: a TCP echo server on edge-triggered epoll(7).
+// Stage 04-coroutines: a TCP echo server whose connections are C++20 coroutines.
 //
 // Parses the command line, opens the listening socket, prints "listening on HOST:PORT",
-// then runs the loop until a fatal error.
+// then runs the reactor until a fatal error.
 
 #include <exception>
 #include <iostream>
 #include <string_view>
 #include <vector>
 
-#include "loop.hpp"
+#include "connection.hpp"
 #include "options.hpp"
+#include "reactor.hpp"
+#include "server.hpp"
 #include "socket.hpp"
 
 int main(int argc, char** argv) {
@@ -30,8 +32,10 @@ int main(int argc, char** argv) {
     Fd listener = listen_on(command.options.host, command.options.port);
     // Flushed at once: scripts and tests wait for this line before they connect.
     std::cout << "listening on " << local_address(listener.get()) << std::endl;
-    Loop loop(std::move(listener));
-    loop.run();
+    Reactor reactor;
+    Listener clients(reactor, std::move(listener));
+    reactor.spawn(accept_clients(reactor, clients));
+    reactor.run();
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -63,7 +63,7 @@ std::string usage(std::string_view program) {
   return "usage: " + std::string(program) +
          " [--host ADDR] [--port N]\n"
          "\n"
-         "A TCP echo server built on edge-triggered epoll(7): stage 03 of the course.\n"
+         "A TCP echo server of C++20 coroutines on edge-triggered epoll: stage 04 of the course.\n"
          "\n"
          "  --host ADDR  numeric IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
          "  --port N     TCP port to listen on, 0 to pick a free one (default 7000)\n"

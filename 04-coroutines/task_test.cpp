@@ -61,9 +61,13 @@ class ManualEvent {
   std::coroutine_handle<> waiter_;
 };
 
-Task<int> forty_two() { co_return 42; }
+Task<int> forty_two() {
+  co_return 42;
+}
 
-Task<int> add_one(Task<int> inner) { co_return co_await std::move(inner) + 1; }
+Task<int> add_one(Task<int> inner) {
+  co_return co_await std::move(inner) + 1;
+}
 
 Task<std::unique_ptr<std::string>> move_only() {
   co_return std::make_unique<std::string>("moved, not copied");
@@ -94,7 +98,8 @@ Task<int> wait_then_answer(ManualEvent& event, int& destroyed) {
 
 Task<long> sum_of_ones(long count) {
   long sum = 0;
-  for (long i = 0; i < count; ++i) sum += co_await forty_two() - 41;
+  for (long i = 0; i < count; ++i)
+    sum += co_await forty_two() - 41;
   co_return sum;
 }
 
