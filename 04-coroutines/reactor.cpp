@@ -11,10 +11,6 @@
 
 namespace {
 
-// Bytes asked for per recv(); one buffer for the whole loop, so its size costs nothing per
-// connection.
-constexpr std::size_t kReadBufferSize = 64 * 1024;
-
 // Events taken per epoll_wait; more are not lost (edge-triggered epoll keeps them for the next).
 constexpr std::size_t kMaxEventsPerRound = 1024;
 
@@ -75,7 +71,8 @@ class Reactor::Root {
   Frame frame_;
 };
 
-Reactor::Reactor() : events_(kMaxEventsPerRound), read_buffer_(kReadBufferSize) {
+Reactor::Reactor(std::size_t read_buffer_size)
+    : events_(kMaxEventsPerRound), read_buffer_(read_buffer_size) {
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) throw FatalError(std::string("epoll_create1: ") + std::strerror(errno));
 }

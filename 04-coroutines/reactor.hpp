@@ -25,9 +25,15 @@ struct Watch {
   std::coroutine_handle<> writer;  // suspended until writable
 };
 
+// Bytes asked for per recv(); one buffer for the whole reactor, so its size costs nothing
+// per connection.
+constexpr std::size_t kReadBufferSize = 64 * 1024;
+
 class Reactor {
  public:
-  Reactor();
+  // read_buffer_size: bytes per recv(). The unit tests make it small, to watch the budget at
+  // work on a few KiB.
+  explicit Reactor(std::size_t read_buffer_size = kReadBufferSize);
   // Destroys every spawned coroutine that has not finished, suspended where it waits: the
   // destructors of its locals close its sockets.
   ~Reactor();

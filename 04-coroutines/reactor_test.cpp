@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "connection.hpp"
+#include "server.hpp"
 
 namespace {
 
@@ -146,5 +147,24 @@ TEST_CASE("write_all keeps its own copy of what it still has to send while it wa
   received += read_available(client);
   CHECK(done);
   CHECK(received.size() == sent.size());
+  CHECK(received == sent);
+}
+
+TEST_CASE("a connection that always has more to read yields after kReadsPerTurn reads") {
+  constexpr std::size_t kRead = 4096;  // the reactor reads 4 KiB at a time here
+  Reactor reactor(kRead);
+  auto [server, client] = make_pair();
+  const std::string sent(10 * kRead, 'f');  // ten reads' worth, all there before the first
+  REQUIRE(send(client.get(), sent.data(), sent.size(), 0) == static_cast<ssize_t>(sent.size()));
+  reactor.spawn(echo(reactor, std::move(server)));
+  reactor.run_once(0);  // starts, registers, and waits: the event comes with the next look
+  std::string received;
+  // Each round, one turn: kReadsPerTurn reads (each echoed), then a yield to the back of the
+  // queue. Without the yield, the first turn would take all ten, and a flood all it sends.
+  for (const std::size_t expected : {4 * kRead, 8 * kRead, 10 * kRead}) {
+    reactor.run_once(0);
+    received += read_available(client);
+    CHECK(received.size() == expected);
+  }
   CHECK(received == sent);
 }
