@@ -64,9 +64,13 @@ bool run_until(Loop& loop, Done done) {
 }
 
 // A client socket connected to addr; rcvbuf, when not 0, sets its receive buffer first.
+// A blocking recv() on it gives up after 5 s, so that a server that never answers fails the
+// test instead of hanging it.
 Fd connect_to(const sockaddr_in& addr, int rcvbuf) {
   Fd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   REQUIRE(socket);
+  const timeval limit{5, 0};
+  REQUIRE(setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) == 0);
   if (rcvbuf != 0) {
     REQUIRE(setsockopt(socket.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
   }
