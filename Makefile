@@ -149,7 +149,7 @@ docs-check: FORCE
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
 	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
-	diff -ru --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
+	diff -ruN --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
 FORMATTED_DIRS := $(STAGE_DIRS) tools/echoload tests/broken_server bench bench/peers
 FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)) \
