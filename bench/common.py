@@ -19,11 +19,16 @@ def fail(message):
     sys.exit(f"{TOOL}: {message}")
 
 
+def server_of(stage_dir):
+    """Where `make stage-N` puts the server of a stage directory such as 03-epoll-edge."""
+    return ROOT / "build" / stage_dir.name / "server"
+
+
 def stage_binary(stage):
     matches = sorted(ROOT.glob(f"0{stage}-*"))
     if not matches:
         fail(f"there is no stage {stage}")
-    binary = ROOT / "build" / matches[0].name / "server"
+    binary = server_of(matches[0])
     if not binary.exists():
         fail(f"{binary.relative_to(ROOT)} is not built: make stage-{stage}")
     return binary
@@ -31,12 +36,8 @@ def stage_binary(stage):
 
 def built_stages():
     """{stage number: server binary} for every stage directory whose server is built."""
-    stages = {}
-    for directory in sorted(ROOT.glob("0[1-5]-*")):
-        binary = ROOT / "build" / directory.name / "server"
-        if binary.exists():
-            stages[int(directory.name[1])] = binary
-    return stages
+    return {int(d.name[1]): server_of(d) for d in sorted(ROOT.glob("0[1-5]-*"))
+            if server_of(d).exists()}
 
 
 def machine():
