@@ -72,6 +72,7 @@ help:
 	@echo "make plots          redraw docs/img/bench-*.svg from docs/data/bench.json"
 	@echo "make peers          build the benchmark's peer servers (bench/peers) that can be built here"
 	@echo "make bench-deps     install the Debian packages the benchmark and its peers need"
+	@echo "make frame-sizes    what one idle stage-4 connection allocates: its coroutine frames"
 	@echo "make clean          remove every build tree"
 	@echo "Options: SANITIZE=address,undefined  CXX=clang++  QUICK=1  STAGE=N  PORT=N"
 	@echo "Stages here: $(STAGE_DIRS)"
@@ -148,7 +149,7 @@ docs-check: FORCE
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
 	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
-	diff -ru --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
+	diff -ruN --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
 FORMATTED_DIRS := $(STAGE_DIRS) tools/echoload tests/broken_server bench bench/peers
 FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)) \
@@ -173,6 +174,13 @@ else
 bench:
 	$(error make bench measures the plain build in build/: run it without CXX= and SANITIZE=)
 endif
+
+# The coroutine frames of one idle stage-4 connection (docs/04-coroutines.md, "What it costs").
+FRAME_SIZES := $(BUILD_ROOT)/bench/frame_sizes
+frame-sizes: FORCE
+	@mkdir -p $(dir $(FRAME_SIZES))
+	$(CXX) -std=c++20 -O2 -I04-coroutines bench/frame_sizes.cpp $(filter-out %/main.cpp %/test_main.cpp %_test.cpp,$(wildcard 04-coroutines/*.cpp)) -o $(FRAME_SIZES)
+	$(FRAME_SIZES)
 
 plots:
 	$(BENCH_PYTHON) bench/run.py plot
