@@ -82,10 +82,11 @@ def test_idle_timeout_closes_idle_connection(start_server):
 def test_idle_timeout_spares_busy_connections(start_server):
     """Catches an idle timer counted from the connect, or one that ignores traffic."""
     server = start_server("--idle-timeout-ms", 1000)
-    chatty = server.connect()
     bulk = server.connect()
     echo_concurrently(bulk, payload(32 * MiB, seed=1300),
                       "a long echo with --idle-timeout-ms 1000")
+    # Connected only now: during a long echo of the other client it would really be idle.
+    chatty = server.connect()
     for i in range(25):  # 2.5 s in all, past the timeout, never idle for more than 100 ms
         echo_roundtrip(chatty, payload(8, seed=1301 + i), f"ping {i + 1}, 100 ms apart")
         time.sleep(0.1)
