@@ -55,3 +55,10 @@ void log(LogLevel level, std::string_view message) {
     left -= static_cast<std::size_t>(n);
   }
 }
+
+std::string count_of(std::uint64_t n, std::string_view noun) {
+  std::string text = std::to_string(n);
+  text.append(" ").append(noun);
+  if (n != 1) text.push_back('s');
+  return text;
+}

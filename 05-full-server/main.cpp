@@ -44,6 +44,11 @@ unsigned usable_cores() {
 // mask), so that no thread is ever interrupted by them: they wait in a signalfd instead, which
 // the main thread reads like any descriptor. No work happens in a signal handler.
 Fd block_shutdown_signals() {
+  // A signal whose action is "ignore" is dropped before it can be queued, so a signalfd would
+  // never see it; and a shell starts background jobs with SIGINT ignored. Back to the default
+  // action first (harmless: blocked, it never runs).
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -54,10 +59,6 @@ Fd block_shutdown_signals() {
   Fd fd(signalfd(-1, &signals, SFD_CLOEXEC));
   if (!fd) throw FatalError(std::string("signalfd: ") + std::strerror(errno));
   return fd;
-}
-
-std::string count(std::uint64_t n, std::string_view what) {
-  return std::to_string(n) + " " + std::string(what);
 }
 
 // The loops, each on its own thread, and what the main thread does while they run.
@@ -162,28 +163,11 @@ class Server {
   void log_counters() const {
     LoopCounters total;
     for (const auto& worker : workers_) {
-      const LoopCounters& c = worker->counters();
-      log(LogLevel::kInfo, "loop " + std::to_string(worker->index()) + ": " +
-                               count(c.accepted, "connections accepted") + ", " +
-                               count(c.turned_away, "turned away") + ", " +
-                               count(c.closed_idle, "closed idle") + ", " +
-                               count(c.closed_forced, "closed at shutdown") + "; " +
-                               count(c.received, "bytes received") + ", " +
-                               count(c.sent, "sent"));
-      total.accepted += c.accepted;
-      total.turned_away += c.turned_away;
-      total.closed_idle += c.closed_idle;
-      total.closed_forced += c.closed_forced;
-      total.received += c.received;
-      total.sent += c.sent;
+      const LoopCounters& counters = worker->counters();
+      log(LogLevel::kInfo, "loop " + std::to_string(worker->index()) + ": " + describe(counters));
+      total += counters;
     }
-    log(LogLevel::kInfo, "total: " + count(total.accepted, "connections accepted") + " by " +
-                             count(workers_.size(), "loops") + ", " +
-                             count(total.turned_away, "turned away") + ", " +
-                             count(total.closed_idle, "closed idle") + ", " +
-                             count(total.closed_forced, "closed at shutdown") + "; " +
-                             count(total.received, "bytes received") + ", " +
-                             count(total.sent, "sent"));
+    log(LogLevel::kInfo, "total over " + count_of(workers_.size(), "loop") + ": " + describe(total));
   }
 
   const Options& options_;
@@ -220,7 +204,7 @@ int main(int argc, char** argv) {
     // Flushed at once: scripts and tests wait for this line before they connect.
     std::cout << "listening on " << address << std::endl;
     log(LogLevel::kInfo, "listening on " + address + " with " +
-                             count(options.threads, "event loops") +
+                             count_of(options.threads, "event loop") +
                              ", each with its own SO_REUSEPORT listener");
     server.start();
     return server.supervise(signals.get());

@@ -47,6 +47,23 @@ bool ConnectionLimit::try_acquire() {
   return false;
 }
 
+LoopCounters& operator+=(LoopCounters& total, const LoopCounters& more) {
+  total.accepted += more.accepted;
+  total.turned_away += more.turned_away;
+  total.closed_idle += more.closed_idle;
+  total.closed_forced += more.closed_forced;
+  total.received += more.received;
+  total.sent += more.sent;
+  return total;
+}
+
+std::string describe(const LoopCounters& c) {
+  return count_of(c.accepted, "connection") + " accepted, " + std::to_string(c.turned_away) +
+         " turned away, " + std::to_string(c.closed_idle) + " closed idle, " +
+         std::to_string(c.closed_forced) + " closed at shutdown; " +
+         count_of(c.received, "byte") + " received, " + std::to_string(c.sent) + " sent";
+}
+
 // One admitted connection's place, in this loop's count and in the limit. Lives in the
 // connection's coroutine frame, so the place is given back however the coroutine ends:
 // finished, failed, or destroyed by a loop that stops.
@@ -114,8 +131,8 @@ Task<void> Worker::accept_clients() {
   // Only now: closing a listener resets the connections still in its accept queue.
   listener_.reset();
   accepting_ = false;
-  log(LogLevel::kDebug, name() + ": listener closed, " + std::to_string(open_here_) +
-                            " connections still open");
+  log(LogLevel::kDebug,
+      name() + ": listener closed, " + count_of(open_here_, "connection") + " still open");
 }
 
 void Worker::admit(Fd client) {
@@ -127,7 +144,7 @@ void Worker::admit(Fd client) {
   ++counters_.accepted;
   if (log_enabled(LogLevel::kDebug)) {
     log(LogLevel::kDebug, name() + ": accepted " + peer_of(client.get()) + ", " +
-                              std::to_string(open_here_) + " open in this loop");
+                              count_of(open_here_, "connection") + " open in this loop");
   }
   reactor_.spawn(serve(std::move(client)));
 }
@@ -138,8 +155,8 @@ void Worker::turn_away() {
   const auto now = Clock::now();
   if (now - turned_away_logged_ < kTurnedAwayLogInterval) return;
   log(LogLevel::kWarn, name() + ": --max-connections " + std::to_string(limit_.max()) +
-                           " reached: closed " + std::to_string(turned_away_unlogged_) +
-                           " new connections at once");
+                           " reached: closed " +
+                           count_of(turned_away_unlogged_, "new connection") + " at once");
   turned_away_logged_ = now;
   turned_away_unlogged_ = 0;
 }
@@ -179,8 +196,8 @@ Task<void> Worker::follow_requests() {
 Task<void> Worker::enforce_shutdown_timeout() {
   co_await reactor_.sleep_for(options_.shutdown_timeout);
   if (open_here_ > 0) {
-    log(LogLevel::kWarn, name() + ": shutdown timeout: closing " + std::to_string(open_here_) +
-                             " connections still open");
+    log(LogLevel::kWarn, name() + ": shutdown timeout: closing " +
+                             count_of(open_here_, "connection") + " still open");
   }
   stop_now_ = true;
 }

@@ -39,6 +39,11 @@ struct LoopCounters {
   std::uint64_t sent = 0;
 };
 
+LoopCounters& operator+=(LoopCounters& total, const LoopCounters& more);
+// "17 connections accepted, 0 turned away, 1 closed idle, 0 closed at shutdown; 1200 bytes
+// received, 1200 sent": the counters as a log line says them.
+std::string describe(const LoopCounters& counters);
+
 // What another thread can ask of a running loop.
 enum class Request {
   kNone,
