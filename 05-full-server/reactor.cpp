@@ -4,10 +4,11 @@
 #include <cassert>
 #include <cerrno>
 #include <cstring>
-#include <iostream>
 #include <string>
 #include <system_error>
 #include <utility>
+
+#include "log.hpp"
 
 namespace {
 
@@ -52,9 +53,9 @@ class Reactor::Root {
     try {
       co_await std::move(task);
     } catch (const std::exception& e) {
-      std::cerr << "error: a spawned coroutine failed: " << e.what() << "\n";
+      log(LogLevel::kError, std::string("a spawned coroutine failed: ") + e.what());
     } catch (...) {
-      std::cerr << "error: a spawned coroutine failed with an unknown exception\n";
+      log(LogLevel::kError, "a spawned coroutine failed with an unknown exception");
     }
   }
 
