@@ -1,6 +1,7 @@
 #include "connection.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include "log.hpp"
 
 namespace {
 
@@ -147,6 +150,7 @@ Task<Fd> Listener::accept() {
         continue;
       case EMFILE:
       case ENFILE:
+        warn_out_of_descriptors(client.error);
         if (!shed_one_client()) co_await reactor_.sleep_for(kAcceptPause);
         continue;
       case ENOBUFS:
@@ -168,6 +172,18 @@ Task<Fd> Listener::accept() {
         throw FatalError(std::string("accept: ") + std::strerror(client.error));
     }
   }
+}
+
+// Says so at most once a second: the fix (a higher `ulimit -n`) is the operator's to make.
+void Listener::warn_out_of_descriptors(int error) {
+  const auto now = Clock::now();
+  if (now - out_of_descriptors_logged_ < std::chrono::seconds(1)) return;
+  out_of_descriptors_logged_ = now;
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  log(LogLevel::kWarn, std::string("accept: ") + std::strerror(error) +
+                           ": closing new connections until descriptors free up (the limit, " +
+                           "ulimit -n, is " + std::to_string(limit.rlim_cur) + ")");
 }
 
 // Out of descriptors: the spare is given up to accept one waiting client and close it at once

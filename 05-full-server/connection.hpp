@@ -78,6 +78,7 @@ class Listener {
 
  private:
   bool shed_one_client();
+  void warn_out_of_descriptors(int error);
 
   Reactor& reactor_;
   Fd socket_;
@@ -85,6 +86,7 @@ class Listener {
   Watch watch_;
   int accepts_this_round_ = 0;
   bool stopping_ = false;
+  Clock::time_point out_of_descriptors_logged_{};
 };
 
 // An eventfd: another thread calls notify(), and a coroutine of this loop awaits wait(). How

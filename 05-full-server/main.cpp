@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -38,6 +39,19 @@ unsigned usable_cores() {
   }
   const unsigned reported = std::thread::hardware_concurrency();
   return reported > 0 ? reported : 1;
+}
+
+// A server that holds one descriptor per connection needs many, and the soft limit that
+// shells hand out (often 1024) is far below what the hard limit allows. Raise it as far as we
+// may; going past the hard limit takes root, or LimitNOFILE= in a systemd unit.
+rlim_t raise_descriptor_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlimit raised{limit.rlim_max, limit.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return limit.rlim_cur;
 }
 
 // SIGINT and SIGTERM, blocked in this thread before any other starts (threads inherit the
@@ -195,6 +209,7 @@ int main(int argc, char** argv) {
   }
   const Options& options = command.options;
   set_log_level(options.log_level);
+  const rlim_t descriptors = raise_descriptor_limit();
   try {
     const Fd signals = block_shutdown_signals();
     std::vector<Fd> listeners = listen_group(options.host, options.port, options.threads);
@@ -205,7 +220,8 @@ int main(int argc, char** argv) {
     std::cout << "listening on " << address << std::endl;
     log(LogLevel::kInfo, "listening on " + address + " with " +
                              count_of(options.threads, "event loop") +
-                             ", each with its own SO_REUSEPORT listener");
+                             ", each with its own SO_REUSEPORT listener; up to " +
+                             std::to_string(descriptors) + " descriptors (ulimit -n)");
     server.start();
     return server.supervise(signals.get());
   } catch (const std::exception& e) {
