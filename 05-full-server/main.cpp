@@ -58,11 +58,6 @@ rlim_t raise_descriptor_limit() {
 // mask), so that no thread is ever interrupted by them: they wait in a signalfd instead, which
 // the main thread reads like any descriptor. No work happens in a signal handler.
 Fd block_shutdown_signals() {
-  // A signal whose action is "ignore" is dropped before it can be queued, so a signalfd would
-  // never see it; and a shell starts background jobs with SIGINT ignored. Back to the default
-  // action first (harmless: blocked, it never runs).
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

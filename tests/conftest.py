@@ -258,8 +258,7 @@ def _wait_for_listening_line(server, seconds):
 
 @pytest.fixture
 def start_server(server_command, tmp_path, request):
-    """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None,
-    ignored_signals=()) -> Server.
+    """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None) -> Server.
 
     Starts the binary with --host/--port (None leaves a flag out, to test its default), sends
     stdout and stderr to files in tmp_path (a full pipe would block a chatty server), waits for
@@ -269,8 +268,7 @@ def start_server(server_command, tmp_path, request):
     servers = []
     request.node.stash[SERVERS_KEY] = servers
 
-    def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0,
-              ignored_signals=()):
+    def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0):
         argv = list(server_command)
         if host is not None:
             argv += ["--host", host]
@@ -282,7 +280,7 @@ def start_server(server_command, tmp_path, request):
         stderr_path = tmp_path / f"server-{n}.stderr"
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    cwd=tmp_path, preexec_fn=helpers.child_limits(nofile, ignored_signals))
+                                    cwd=tmp_path, preexec_fn=helpers.child_limits(nofile))
         server = Server(argv, proc, stdout_path, stderr_path)
         servers.append(server)
         line = _wait_for_listening_line(server, ready_seconds)

@@ -404,13 +404,10 @@ def stop_process(proc, seconds=10.0):
         return proc.wait(timeout=scaled(seconds))
 
 
-def child_limits(nofile=None, ignored_signals=()):
-    """A preexec_fn for the server: no core files; optionally a descriptor limit, and signals
-    it starts with ignored (as a shell starts a background job with SIGINT ignored)."""
+def child_limits(nofile=None):
+    """A preexec_fn for the server: no core files; optionally a descriptor limit."""
 
     def setup():
-        for signum in ignored_signals:
-            signal.signal(signum, signal.SIG_IGN)
         _, hard = resource.getrlimit(resource.RLIMIT_CORE)
         resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
         if nofile is not None:

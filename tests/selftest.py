@@ -94,7 +94,6 @@ BY_HAND = {
     "test_stage5.py::test_shutdown_serves_connections_already_queued": STAGE5_BY_HAND,
     "test_stage5.py::test_every_loop_accepts_and_counters_are_logged_at_shutdown":
         STAGE5_BY_HAND,
-    "test_stage5.py::test_sigint_shuts_down_even_when_started_ignored": STAGE5_BY_HAND,
 }
 
 # The broken server claims stage 4: every test but the stage-5 ones applies to it.

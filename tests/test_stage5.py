@@ -236,12 +236,3 @@ def test_every_loop_accepts_and_counters_are_logged_at_shutdown(start_server):
     assert min(accepted.values()) > 0, (
         f"{clients} clients with --threads 2, accepted per loop: {accepted}: one loop took all")
 
-
-def test_sigint_shuts_down_even_when_started_ignored(start_server):
-    """Catches a signalfd that never sees SIGINT: a shell starts a background job with SIGINT
-    ignored, and an ignored signal is dropped before it can be queued for the signalfd."""
-    server = start_server("--threads", 2, ignored_signals=(signal.SIGINT,))
-    with server.connect() as client:
-        echo_roundtrip(client, b"before SIGINT", "an echo before SIGINT")
-    server.proc.send_signal(signal.SIGINT)
-    _wait_exit(server, 10, "after SIGINT, in a server started with SIGINT ignored")
