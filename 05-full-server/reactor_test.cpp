@@ -1,6 +1,7 @@
 #include "reactor.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -293,4 +294,28 @@ TEST_CASE("a Wakeup notified from another thread resumes the coroutine waiting o
   reactor.run_once(0);
   CHECK(woken == 2);
   reactor.destroy_all();
+}
+
+TEST_CASE("a stopped listener hands out the clients already queued, then ends") {
+  Reactor reactor;
+  std::vector<Fd> group = listen_group("127.0.0.1", 0, 1);
+  sockaddr_in address{};
+  socklen_t length = sizeof address;
+  REQUIRE(getsockname(group[0].get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+  Listener listener(reactor, std::move(group[0]));
+  std::vector<Fd> clients;  // queued by the kernel: nobody has called accept yet
+  for (int i = 0; i < 5; ++i) {
+    clients.emplace_back(socket(AF_INET, SOCK_STREAM, 0));
+    REQUIRE(connect(clients.back().get(), reinterpret_cast<const sockaddr*>(&address),
+                    sizeof address) == 0);
+  }
+  int accepted = -1;
+  listener.stop();  // before the first accept: what is queued must still come out
+  reactor.spawn([](Listener& l, int& count) -> Task<void> {
+    count = 0;
+    while (co_await l.accept())
+      ++count;
+  }(listener, accepted));
+  CHECK(run_until(reactor, [&] { return reactor.spawned_count() == 0; }));
+  CHECK(accepted == 5);
 }
