@@ -196,9 +196,13 @@ def test_shutdown_serves_connections_already_queued(start_server):
     """Catches closing the listeners with connections still in their accept queues (the kernel
     resets those) instead of accepting them first."""
     server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000)
+    # More per loop than one round accepts (stage 5 takes 64, then lets the loop's other
+    # coroutines run): with only a few, a loop that wakes accepts them all before it even sees
+    # the shutdown request, and dropping the queue would go unnoticed.
+    count = 300
     server.proc.send_signal(signal.SIGSTOP)
     try:
-        queued = [server.connect() for _ in range(20)]  # handshakes done by the kernel
+        queued = [server.connect() for _ in range(count)]  # handshakes done by the kernel
         server.proc.send_signal(signal.SIGTERM)
     finally:
         server.proc.send_signal(signal.SIGCONT)
@@ -208,10 +212,10 @@ def test_shutdown_serves_connections_already_queued(start_server):
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
         except OSError as e:
-            pytest.fail(f"queued client {i + 1} of 20 could not send after SIGTERM: {e}")
+            pytest.fail(f"queued client {i + 1} of {count} could not send after SIGTERM: {e}")
         got, why = recv_until_eof(sock, deadline_after(10))
         assert why is None and got == data, (
-            f"queued client {i + 1} of 20 (connected before SIGTERM, not yet accepted) got"
+            f"queued client {i + 1} of {count} (connected before SIGTERM, not yet accepted) got"
             f" {len(got)} of {len(data)} bytes back, then {why or 'EOF'}")
     _wait_exit(server, 10, "after SIGTERM and every queued client's EOF")
 
