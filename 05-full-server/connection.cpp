@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstring>
 #include <string>
-#include <string>
 #include <system_error>
 #include <utility>
 #include <vector>

@@ -122,10 +122,10 @@ class Server {
         if (::read(signal_fd, &info, sizeof info) == sizeof info) {
           const char* name = sigabbrev_np(static_cast<int>(info.ssi_signo));
           if (++signals == 1) {
-            log(LogLevel::kInfo,
-                std::string("SIG") + name + ": shutting down: no new connections; open ones " +
-                    "have " + std::to_string(options_.shutdown_timeout.count()) +
-                    " ms to finish (a second signal closes them now)");
+            log(LogLevel::kInfo, std::string("SIG") + name +
+                                     ": shutting down: no new connections; open ones " + "have " +
+                                     std::to_string(options_.shutdown_timeout.count()) +
+                                     " ms to finish (a second signal closes them now)");
             request_all(Request::kDrain);
           } else {
             log(LogLevel::kWarn,
@@ -176,7 +176,8 @@ class Server {
       log(LogLevel::kInfo, "loop " + std::to_string(worker->index()) + ": " + describe(counters));
       total += counters;
     }
-    log(LogLevel::kInfo, "total over " + count_of(workers_.size(), "loop") + ": " + describe(total));
+    log(LogLevel::kInfo,
+        "total over " + count_of(workers_.size(), "loop") + ": " + describe(total));
   }
 
   const Options& options_;

@@ -67,8 +67,8 @@ Command parse_command_line(std::span<const std::string_view> args, unsigned defa
       options.port = static_cast<std::uint16_t>(number);
     } else if (flag == "--threads") {
       if (!parse_number(value, kMaxThreads, number) || number == 0) {
-        return usage_error(quoted + " is not a thread count (1 to " +
-                           std::to_string(kMaxThreads) + ")");
+        return usage_error(quoted + " is not a thread count (1 to " + std::to_string(kMaxThreads) +
+                           ")");
       }
       options.threads = static_cast<unsigned>(number);
     } else if (flag == "--max-connections") {
@@ -99,7 +99,8 @@ std::string usage(std::string_view program) {
          "\n"
          "A TCP echo server with one coroutine event loop per core: stage 05 of the course.\n"
          "\n"
-         "  --host ADDR              numeric IPv4 or IPv6 address to listen on (default 127.0.0.1)\n"
+         "  --host ADDR              numeric IPv4 or IPv6 address to listen on (default "
+         "127.0.0.1)\n"
          "  --port N                 TCP port to listen on, 0 to pick a free one (default 7000)\n"
          "  --threads N              event loops, each on its own thread with its own\n"
          "                           SO_REUSEPORT listener (default: the number of usable cores)\n"

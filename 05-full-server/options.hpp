@@ -15,9 +15,9 @@ struct Options {
   std::string host = "127.0.0.1";  // never a public address unless asked
   std::uint16_t port = 7000;       // 0: the kernel picks a free port
   unsigned threads = 0;            // event loops; 0 until parsed: the number of usable cores
-  std::chrono::milliseconds idle_timeout{0};          // 0: connections may idle for ever
-  std::size_t max_connections = 0;                    // 0: no limit
-  std::chrono::milliseconds shutdown_timeout{5000};   // for open connections to finish
+  std::chrono::milliseconds idle_timeout{0};         // 0: connections may idle for ever
+  std::size_t max_connections = 0;                   // 0: no limit
+  std::chrono::milliseconds shutdown_timeout{5000};  // for open connections to finish
   LogLevel log_level = LogLevel::kInfo;
 };
 

@@ -90,9 +90,8 @@ TEST_CASE("stage 5's flags default to: one loop per core, no idle timeout, no li
 }
 
 TEST_CASE("stage 5's flags take their values") {
-  const Command command =
-      parse({"--threads", "2", "--idle-timeout-ms", "300", "--max-connections", "4",
-             "--shutdown-timeout-ms", "0", "--log-level", "debug"});
+  const Command command = parse({"--threads", "2", "--idle-timeout-ms", "300", "--max-connections",
+                                 "4", "--shutdown-timeout-ms", "0", "--log-level", "debug"});
   REQUIRE(command.action == Command::Action::kRun);
   CHECK(command.options.threads == 2);
   CHECK(command.options.idle_timeout.count() == 300);

@@ -148,9 +148,8 @@ void Reactor::note_event(Watch& watch, std::uint32_t events) {
 int Reactor::wait_timeout_ms(int requested) const {
   if (timers_.empty()) return requested;
   // Rounded up: waking a little late is harmless, waking early only to sleep again is not.
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(timers_.next_deadline() -
-                                                                 Clock::now())
-                        .count();
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(timers_.next_deadline() - Clock::now()).count();
   const int until_next = left > 0 ? static_cast<int>(std::min<long long>(left, 1 << 30)) : 0;
   return requested < 0 ? until_next : std::min(requested, until_next);
 }

@@ -60,8 +60,8 @@ LoopCounters& operator+=(LoopCounters& total, const LoopCounters& more) {
 std::string describe(const LoopCounters& c) {
   return count_of(c.accepted, "connection") + " accepted, " + std::to_string(c.turned_away) +
          " turned away, " + std::to_string(c.closed_idle) + " closed idle, " +
-         std::to_string(c.closed_forced) + " closed at shutdown; " +
-         count_of(c.received, "byte") + " received, " + std::to_string(c.sent) + " sent";
+         std::to_string(c.closed_forced) + " closed at shutdown; " + count_of(c.received, "byte") +
+         " received, " + std::to_string(c.sent) + " sent";
 }
 
 // One admitted connection's place, in this loop's count and in the limit. Lives in the
@@ -155,8 +155,8 @@ void Worker::turn_away() {
   const auto now = Clock::now();
   if (now - turned_away_logged_ < kTurnedAwayLogInterval) return;
   log(LogLevel::kWarn, name() + ": --max-connections " + std::to_string(limit_.max()) +
-                           " reached: closed " +
-                           count_of(turned_away_unlogged_, "new connection") + " at once");
+                           " reached: closed " + count_of(turned_away_unlogged_, "new connection") +
+                           " at once");
   turned_away_logged_ = now;
   turned_away_unlogged_ = 0;
 }

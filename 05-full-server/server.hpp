@@ -83,16 +83,16 @@ class Worker {
   const unsigned index_;
   const Options& options_;
   ConnectionLimit& limit_;
-  Reactor reactor_;  // before everything registered with it
+  Reactor reactor_;                   // before everything registered with it
   std::optional<Listener> listener_;  // reset once it has stopped and its queue is empty
   Wakeup wakeup_;
   std::atomic<Request> requested_{Request::kNone};
 
-  bool accepting_ = true;    // until the listener is closed
-  bool draining_ = false;    // a kDrain request came
-  bool stop_now_ = false;    // a kStopNow request came, or the shutdown timeout passed
+  bool accepting_ = true;  // until the listener is closed
+  bool draining_ = false;  // a kDrain request came
+  bool stop_now_ = false;  // a kStopNow request came, or the shutdown timeout passed
   std::size_t open_here_ = 0;
-  std::string failure_;      // why the loop could not go on, if it could not
+  std::string failure_;  // why the loop could not go on, if it could not
   LoopCounters counters_;
   std::uint64_t turned_away_unlogged_ = 0;
   Clock::time_point turned_away_logged_{};

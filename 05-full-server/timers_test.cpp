@@ -115,7 +115,8 @@ TEST_CASE("ten thousand timers armed and cancelled at random expire in deadline 
     cancelled[victim] = true;
   }
   const std::vector<std::uintptr_t> order = expire(queue, t0 + milliseconds(1000));
-  const auto expected = static_cast<std::size_t>(std::count(cancelled.begin(), cancelled.end(), false));
+  const auto expected =
+      static_cast<std::size_t>(std::count(cancelled.begin(), cancelled.end(), false));
   REQUIRE(order.size() == expected);
   for (std::size_t i = 0; i < order.size(); ++i) {
     const std::size_t index = order[i] - 1;
