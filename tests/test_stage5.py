@@ -5,6 +5,7 @@ limit and graceful shutdown on SIGTERM and SIGINT, as the server contract descri
 Written against SPEC before stage 5 exists, so that stage 5 is built to them.
 """
 
+import re
 import selectors
 import signal
 import socket
@@ -82,10 +83,11 @@ def test_idle_timeout_closes_idle_connection(start_server):
 def test_idle_timeout_spares_busy_connections(start_server):
     """Catches an idle timer counted from the connect, or one that ignores traffic."""
     server = start_server("--idle-timeout-ms", 1000)
-    chatty = server.connect()
     bulk = server.connect()
     echo_concurrently(bulk, payload(32 * MiB, seed=1300),
                       "a long echo with --idle-timeout-ms 1000")
+    # Connected only now: during a long echo of the other client it would really be idle.
+    chatty = server.connect()
     for i in range(25):  # 2.5 s in all, past the timeout, never idle for more than 100 ms
         echo_roundtrip(chatty, payload(8, seed=1301 + i), f"ping {i + 1}, 100 ms apart")
         time.sleep(0.1)
@@ -194,9 +196,13 @@ def test_shutdown_serves_connections_already_queued(start_server):
     """Catches closing the listeners with connections still in their accept queues (the kernel
     resets those) instead of accepting them first."""
     server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000)
+    # More per loop than one round accepts (stage 5 takes 64, then lets the loop's other
+    # coroutines run): with only a few, a loop that wakes accepts them all before it even sees
+    # the shutdown request, and dropping the queue would go unnoticed.
+    count = 300
     server.proc.send_signal(signal.SIGSTOP)
     try:
-        queued = [server.connect() for _ in range(20)]  # handshakes done by the kernel
+        queued = [server.connect() for _ in range(count)]  # handshakes done by the kernel
         server.proc.send_signal(signal.SIGTERM)
     finally:
         server.proc.send_signal(signal.SIGCONT)
@@ -206,9 +212,31 @@ def test_shutdown_serves_connections_already_queued(start_server):
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
         except OSError as e:
-            pytest.fail(f"queued client {i + 1} of 20 could not send after SIGTERM: {e}")
+            pytest.fail(f"queued client {i + 1} of {count} could not send after SIGTERM: {e}")
         got, why = recv_until_eof(sock, deadline_after(10))
         assert why is None and got == data, (
-            f"queued client {i + 1} of 20 (connected before SIGTERM, not yet accepted) got"
+            f"queued client {i + 1} of {count} (connected before SIGTERM, not yet accepted) got"
             f" {len(got)} of {len(data)} bytes back, then {why or 'EOF'}")
     _wait_exit(server, 10, "after SIGTERM and every queued client's EOF")
+
+
+def test_every_loop_accepts_and_counters_are_logged_at_shutdown(start_server):
+    """Catches every connection going to one loop (a single listener, or the others without
+    SO_REUSEPORT), and a shutdown that does not log its counters per loop."""
+    server = start_server("--threads", 2)
+    clients = 32
+    for i in range(clients):
+        with server.connect() as client:
+            echo_roundtrip(client, payload(100, seed=1700 + i), f"client {i + 1} of {clients}")
+    server.proc.send_signal(signal.SIGTERM)
+    _wait_exit(server, 10, "after SIGTERM with no client left")
+    log = server.stderr_text()
+    accepted = {int(loop): int(count) for loop, count in
+                re.findall(r"^info: loop (\d+): (\d+) connections? accepted", log, re.MULTILINE)}
+    assert sorted(accepted) == [0, 1] and sum(accepted.values()) == clients, (
+        f"expected 'info: loop N: K connections accepted' for loops 0 and 1, adding up to"
+        f" {clients}; found {accepted}\nstderr:\n{tail_text(log)}")
+    # The kernel hashes each connection to a listener: all 32 on one loop has odds of 2 in 2**32.
+    assert min(accepted.values()) > 0, (
+        f"{clients} clients with --threads 2, accepted per loop: {accepted}: one loop took all")
+
