@@ -66,7 +66,7 @@ help:
 	@echo "make diff-N         what stage N changed from stage N-1"
 	@echo "make unit-tests     build every stage and run its unit tests only"
 	@echo "make selftest       prove the suite can fail: each bug mode of tests/broken_server"
-	@echo "make docs-check     every snippet in the docs still matches its source"
+	@echo "make docs-check     every snippet in the docs matches its source; every link resolves"
 	@echo "make echoload       build the load generator into $(BUILD_ROOT)/tools/echoload/"
 	@echo "make deps           install the Debian packages the tests need"
 	@echo "make format-check   clang-format finds nothing to change"
@@ -134,7 +134,7 @@ echoload: FORCE
 tools-test: check-deps echoload
 	@echo "=== tools: echoload unit tests ==="
 	$(BUILD_ROOT)/tools/echoload/unit_tests
-	@echo "=== tools: snippet checker tests ==="
+	@echo "=== tools: snippet and link checker tests ==="
 	$(PYTHON) -m pytest -q -p no:cacheprovider tools/tests
 
 # The suite's self-test: each bug mode of tests/broken_server must fail the tests aimed at it.
@@ -144,10 +144,13 @@ selftest: check-deps FORCE
 	@echo "=== self-test: the suite against tests/broken_server, one bug at a time ==="
 	$(PYTHON) tests/selftest.py --server $(BROKEN_SERVER)
 
-# Every code snippet in README.md and docs/ still matches the source it was taken from.
+# Every code snippet in README.md and docs/ still matches the source it was taken from, and
+# every relative link and anchor there leads somewhere.
 docs-check: FORCE
 	@echo "=== docs: snippets match their sources ==="
 	$(PYTHON) tools/snippets.py check
+	@echo "=== docs: relative links and anchors resolve ==="
+	$(PYTHON) tools/links.py
 
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \

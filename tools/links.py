@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Checks that every relative link in the docs leads somewhere.
+
+    python3 tools/links.py [FILES...]     exit 0 when every link resolves, or 1 with a line
+                                          per broken link: file:line: the link, and why
+
+FILES default to README.md and docs/*.md. A link is `[text](target)` outside code blocks and
+code spans. Links with a scheme (https:, mailto:) are left alone: checking them needs a network.
+The others must name an existing file or directory, relative to the file they are in; and a
+`#fragment` must name a heading of the target markdown file (or of the same file, for a bare
+`#fragment`), turned into an anchor the way GitHub does it: lower case, punctuation other than
+`-` and `_` dropped, each space made a `-`, and `-1`, `-2`, ... added to repeated headings.
+Python 3 standard library only.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+ROOT = Path(__file__).resolve().parent.parent
+FENCE = re.compile(r"^\s*(```|~~~)")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+CODE_SPAN = re.compile(r"`+[^`]*`+")
+# [text](target) or [text](target "title"); the text may hold one level of brackets.
+LINK = re.compile(r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+
+
+def slug(heading):
+    """The anchor GitHub gives a heading, before duplicates are numbered."""
+    text = CODE_SPAN.sub(lambda m: m.group(0).strip("`"), heading)
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # a link in a heading: its text
+    text = text.lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def prose_lines(text):
+    """(line number, line) for every line outside fenced code blocks."""
+    fenced = None
+    for number, line in enumerate(text.splitlines(), 1):
+        fence = FENCE.match(line)
+        if fence:
+            if fenced is None:
+                fenced = fence.group(1)
+            elif fence.group(1) == fenced:
+                fenced = None
+            continue
+        if fenced is None:
+            yield number, line
+
+
+def anchors(path):
+    """Every anchor the headings of a markdown file define."""
+    seen = {}
+    found = set()
+    for _, line in prose_lines(path.read_text(encoding="utf-8")):
+        match = HEADING.match(line)
+        if not match:
+            continue
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def problems(path):
+    """(line, link, why) for each broken relative link in one markdown file."""
+    text = path.read_text(encoding="utf-8")
+    for number, line in prose_lines(text):
+        for match in LINK.finditer(CODE_SPAN.sub("", line)):
+            target = match.group(1)
+            if SCHEME.match(target):
+                continue
+            file_part, _, fragment = target.partition("#")
+            destination = (path.parent / unquote(file_part)).resolve() if file_part else path
+            if not destination.exists():
+                yield number, target, f"{file_part} does not exist"
+                continue
+            if not fragment:
+                continue
+            if destination.is_dir() or destination.suffix != ".md":
+                yield number, target, f"#{fragment} points into {file_part}, which is no markdown file"
+            elif unquote(fragment) not in anchors(destination):
+                yield number, target, f"no heading of {destination.name} has the anchor #{fragment}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path)
+    args = parser.parse_args()
+    files = args.files or [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = 0
+    links = 0
+    for path in files:
+        path = path.resolve()
+        links += sum(1 for _, line in prose_lines(path.read_text(encoding="utf-8"))
+                     for _ in LINK.finditer(CODE_SPAN.sub("", line)))
+        for number, target, why in problems(path):
+            broken += 1
+            print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{number}:"
+                  f" ({target}): {why}")
+    if broken:
+        print(f"links: {broken} broken, of {links} in {len(files)} files")
+        return 1
+    print(f"links: {links} checked in {len(files)} files, every relative one resolves")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
