@@ -122,7 +122,11 @@ void Reactor::run_once(int timeout_ms) {
   for (const epoll_event& event : std::span(events_).first(static_cast<std::size_t>(count))) {
     note_event(*static_cast<Watch*>(event.data.ptr), event.events);
   }
-  timers_.expire(Clock::now(), [this](std::coroutine_handle<> due) { schedule(due); });
+  // No clock read per round unless some wait has a deadline: with no idle timeout, the queue
+  // is empty except while accept backs off.
+  if (!timers_.empty()) {
+    timers_.expire(Clock::now(), [this](std::coroutine_handle<> due) { schedule(due); });
+  }
   // Resume what was queued before this point, in order. What these queue (a yield, a task
   // that spawns one) runs in the next round, after the next look for events.
   for (std::size_t n = ready_.size(); n > 0; --n) {
