@@ -12,6 +12,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
@@ -96,7 +97,8 @@ class Server {
         try {
           workers_[i]->run();
         } catch (const std::exception& e) {
-          failures_[i] = e.what();
+          failures_[i] = e.what();  // read by the main thread only after the join
+          loop_failed_.store(true, std::memory_order_relaxed);
         }
         const std::uint64_t one = 1;
         while (::write(finished_.get(), &one, sizeof one) < 0 && errno == EINTR) {
@@ -139,7 +141,8 @@ class Server {
         if (::read(finished_.get(), &stopped, sizeof stopped) == sizeof stopped) {
           finished += stopped;
         }
-        if (!failed && has_failure()) {
+        // Not failures_: a loop may be writing its own entry right now.
+        if (!failed && loop_failed_.load(std::memory_order_relaxed)) {
           failed = true;
           log(LogLevel::kError, "a loop failed: shutting down the others");
           request_all(Request::kDrain);
@@ -153,20 +156,13 @@ class Server {
     for (const std::string& failure : failures_) {
       if (!failure.empty()) log(LogLevel::kError, failure);
     }
-    return has_failure() ? 1 : 0;
+    return loop_failed_.load(std::memory_order_relaxed) ? 1 : 0;
   }
 
  private:
   void request_all(Request request) {
     for (const auto& worker : workers_)
       worker->request(request);
-  }
-
-  bool has_failure() const {
-    for (const std::string& failure : failures_) {
-      if (!failure.empty()) return true;
-    }
-    return false;
   }
 
   void log_counters() const {
@@ -184,6 +180,7 @@ class Server {
   Fd finished_;  // each loop's thread adds 1 when it ends
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::string> failures_;  // each written by its own loop's thread, read after join
+  std::atomic<bool> loop_failed_{false};  // read while the loops run
   std::vector<std::thread> threads_;
 };
 

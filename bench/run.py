@@ -443,8 +443,18 @@ class Tables:
         first = self.data["scenarios"][scenarios[0]]["settings"]
         m = self.data["machine"]
         runs = f"{first['repeat']} run{'s' * (first['repeat'] > 1)}"
+        # Scenarios run again on their own (--only) may differ: say which, and how.
+        apart = {}
+        for name in scenarios:
+            again = self.data["scenarios"][name]
+            if again["settings"]["repeat"] != first["repeat"]:
+                key = (again["settings"]["repeat"], again["command"], again["date"])
+                apart.setdefault(key, []).append(name)
+        others = "".join(f"; {' and '.join(names)}: {repeat} runs, from `{command}` on {date}"
+                         for (repeat, command, date), names in apart.items())
         print(f"\nMedians of {runs} of {first['duration']} s each after a"
-              f" {first['warmup']} s warm-up; {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}."
+              f" {first['warmup']} s warm-up{f' ({others[2:]})' if others else ''};"
+              f" {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}."
               " Each ratio divides a server's median by the highest stage's, measured in the"
               " same run: above 1 is better for msg/s and MiB/s, below 1 for latency, CPU and"
               " memory. CPU µs/msg is the server's CPU time (user + system, from /proc) over"

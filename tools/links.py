@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Checks that every relative link in the docs leads somewhere.
+"""Checks that every relative link in the docs leads somewhere, and every test they name exists.
 
-    python3 tools/links.py [FILES...]     exit 0 when every link resolves, or 1 with a line
-                                          per broken link: file:line: the link, and why
+    python3 tools/links.py [FILES...]     exit 0 when every link and test name resolves, or 1
+                                          with a line per broken one: file:line: what, and why
 
 FILES default to README.md and docs/*.md. A link is `[text](target)` outside code blocks and
 code spans. Links with a scheme (https:, mailto:) are left alone: checking them needs a network.
@@ -10,6 +10,11 @@ The others must name an existing file or directory, relative to the file they ar
 `#fragment` must name a heading of the target markdown file (or of the same file, for a bare
 `#fragment`), turned into an anchor the way GitHub does it: lower case, punctuation other than
 `-` and `_` dropped, each space made a `-`, and `-1`, `-2`, ... added to repeated headings.
+
+The docs also name the shared suite's tests, and those names must not go stale either: every
+`test_FILE.py::test_NAME` (code blocks included, so transcripts count) must be a function of
+tests/test_FILE.py, every `test_FILE.py` a file of tests/, and every code span that is a bare
+`test_NAME` a test function or module of tests/.
 Python 3 standard library only.
 """
 
@@ -26,6 +31,10 @@ CODE_SPAN = re.compile(r"`+[^`]*`+")
 # [text](target) or [text](target "title"); the text may hold one level of brackets.
 LINK = re.compile(r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+TESTS = ROOT / "tests"
+# test_echo.py::test_name or tests/test_echo.py (a parametrization's [id] is not part of it).
+TEST_REF = re.compile(r"\b(?:tests/)?(test_\w+\.py)(?:::(\w+))?")
+BARE_TEST = re.compile(r"`(test_\w+)`")
 
 
 def slug(heading):
@@ -88,6 +97,33 @@ def problems(path):
                 yield number, target, f"no heading of {destination.name} has the anchor #{fragment}"
 
 
+def test_names(tests_dir):
+    """{file name: set of the test functions it defines} for the suite in tests_dir."""
+    return {path.name: set(re.findall(r"^def (test_\w+)\(", path.read_text(encoding="utf-8"),
+                                      re.MULTILINE))
+            for path in tests_dir.glob("test_*.py")}
+
+
+def test_problems(path, suite):
+    """(line, name, why) for each test a markdown file names that the suite does not have."""
+    functions = set().union(*suite.values()) if suite else set()
+    modules = {name.removesuffix(".py") for name in suite}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for match in TEST_REF.finditer(line):
+            file_name, function = match.groups()
+            if file_name not in suite:
+                yield number, match.group(0), f"tests/{file_name} does not exist"
+            elif function and function not in suite[file_name]:
+                yield number, match.group(0), f"tests/{file_name} has no function {function}"
+        for match in BARE_TEST.finditer(line):
+            if match.group(1) not in functions and match.group(1) not in modules:
+                yield number, match.group(1), "no test function or module of tests/ has this name"
+
+
+def shown(path):
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="*", type=Path)
@@ -95,18 +131,22 @@ def main():
     files = args.files or [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     broken = 0
     links = 0
+    suite = test_names(TESTS)
     for path in files:
         path = path.resolve()
         links += sum(1 for _, line in prose_lines(path.read_text(encoding="utf-8"))
                      for _ in LINK.finditer(CODE_SPAN.sub("", line)))
         for number, target, why in problems(path):
             broken += 1
-            print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{number}:"
-                  f" ({target}): {why}")
+            print(f"{shown(path)}:{number}: ({target}): {why}")
+        for number, name, why in test_problems(path, suite):
+            broken += 1
+            print(f"{shown(path)}:{number}: {name}: {why}")
     if broken:
-        print(f"links: {broken} broken, of {links} in {len(files)} files")
+        print(f"links: {broken} broken links or test names, in {len(files)} files")
         return 1
-    print(f"links: {links} checked in {len(files)} files, every relative one resolves")
+    print(f"links: {links} checked in {len(files)} files, every relative one resolves;"
+          f" every test named exists")
     return 0
 
 

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -60,6 +61,8 @@ enum class Bug {
   kEofIgnored,
   kCloseOnRdhup,
   kErrorsFatal,
+  kNoNodelay,
+  kEintrFatal,
 };
 
 struct BugMode {
@@ -95,6 +98,8 @@ constexpr BugMode kBugModes[] = {
     {"eof_ignored", Bug::kEofIgnored, "takes recv() == 0 for no data: never closes, spins"},
     {"close_on_rdhup", Bug::kCloseOnRdhup, "closes on POLLRDHUP before reading what came with it"},
     {"errors_fatal", Bug::kErrorsFatal, "exits when a recv() or send() fails (a reset client)"},
+    {"no_nodelay", Bug::kNoNodelay, "leaves Nagle's algorithm on (no TCP_NODELAY)"},
+    {"eintr_fatal", Bug::kEintrFatal, "exits when a signal interrupts poll() (EINTR)"},
 };
 
 Bug bug = Bug::kNone;  // set once by main(), before any socket exists
@@ -351,7 +356,8 @@ class Server {
     for (;;) {
       // 1. Wait for readiness, or for the paused listener's time to resume.
       if (poll(pollfds_.data(), pollfds_.size(), poll_timeout_ms()) < 0) {
-        if (errno == EINTR) continue;
+        // bug eintr_fatal: an interrupted wait taken for a broken one.
+        if (errno == EINTR && bug != Bug::kEintrFatal) continue;
         die("poll", errno);
       }
       // 2. New clients.
@@ -442,8 +448,11 @@ class Server {
     if (bug == Bug::kFdSetsize && socket.get() >= FD_SETSIZE) return;
     // TCP_NODELAY: Nagle would hold a small echo back while an earlier one is unacknowledged,
     // up to the client's delayed ACK (40 ms). If setting it failed, the echo would only be slower.
+    // bug no_nodelay: the option is never set.
     const int on = 1;
-    (void)setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    if (bug != Bug::kNoNodelay) {
+      (void)setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    }
     pollfds_.push_back({socket.get(), 0, 0});  // no events: the sweep sets its interest
     connections_.emplace_back(std::move(socket));
   }
@@ -536,6 +545,13 @@ int main(int argc, char** argv) {
     return usage_error("--bug: no mode '" + std::string(bug_name) + "'");
   }
   bug = mode->bug;
+  if (bug == Bug::kEintrFatal) {
+    // A handler for SIGCONT (a server might log "resumed"): poll() then fails with EINTR when
+    // the process is continued, as epoll_wait() does even without any handler.
+    struct sigaction resumed {};
+    resumed.sa_handler = [](int) {};
+    sigaction(SIGCONT, &resumed, nullptr);
+  }
 
   std::string host = "127.0.0.1";
   std::uint16_t port = bug == Bug::kWrongDefaultPort ? 8080 : 7000;  // bug wrong_default_port

@@ -62,6 +62,25 @@ def test_links_in_code_and_external_links_are_left_alone(tmp_path):
     assert found == []
 
 
+def test_tests_named_in_the_docs_must_exist(tmp_path):
+    suite = {"test_echo.py": {"test_binary", "test_nul"}, "test_large.py": {"test_partial"}}
+    doc = tmp_path / "a.md"
+    doc.write_text("`test_echo.py::test_binary` and `test_echo.py::test_renamed`,\n"
+                   "```\ntests/test_large.py::test_partial[4k] PASSED\n"
+                   "tests/test_gone.py::test_x FAILED\n```\n"
+                   "`test_nul`, `test_large`, `test_missing`; plain test_words are prose.\n")
+    found = [(line, name) for line, name, _ in links.test_problems(doc, suite)]
+    assert found == [(1, "test_echo.py::test_renamed"), (4, "tests/test_gone.py::test_x"),
+                     (6, "test_missing")]
+
+
+def test_the_suite_is_read_from_its_files(tmp_path):
+    (tmp_path / "test_a.py").write_text("def test_one():\n    pass\n\n\ndef helper():\n"
+                                        "    pass\n\n\ndef test_two(server):\n    pass\n")
+    (tmp_path / "helpers.py").write_text("def test_not_a_test_file():\n    pass\n")
+    assert links.test_names(tmp_path) == {"test_a.py": {"test_one", "test_two"}}
+
+
 def test_the_repository_docs_have_no_broken_links():
     result = subprocess.run([sys.executable, str(TOOLS / "links.py")], cwd=REPO,
                             capture_output=True, text=True)

@@ -1,0 +1,49 @@
+"""A signal that interrupts the server's wait must not end it.
+
+On Linux, a process stopped (SIGSTOP, Ctrl-Z, a debugger) and then continued comes out of
+epoll_wait() with EINTR even though it has no signal handler at all (signal(7), "Interruption
+of system calls and library functions by stop signals"). A server that takes any failure of its
+wait for a fatal one exits the first time an operator pauses it. poll() is restarted by the
+kernel in that case, so stage 1 passes either way; it would fail the same way the moment it
+installed a handler for any signal.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+
+from helpers import echo_roundtrip, payload, scaled, wait_until
+
+pytestmark = pytest.mark.since(1)
+
+ROUNDS = 5
+
+
+def _state(pid):
+    """The one-letter state of /proc/PID/stat: 'T' while stopped."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_stop_and_continue_does_not_kill_server(start_server):
+    """Catches EINTR from the wait treated as an error: after SIGSTOP and SIGCONT, the server
+    must still be running and echoing, on the connection it had and on a new one."""
+    server = start_server()
+    client = server.connect()
+    echo_roundtrip(client, b"before the first stop", "an echo before any stop")
+    for n in range(1, ROUNDS + 1):
+        # Let the server settle back into its wait, where the stop finds it.
+        time.sleep(scaled(0.05))
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            assert wait_until(lambda: _state(server.pid) in ("T", "t"), 5.0), (
+                f"the server did not stop on SIGSTOP (state {_state(server.pid)!r})")
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        time.sleep(scaled(0.05))
+        server.assert_alive(f"after stop and continue number {n}")
+        echo_roundtrip(client, payload(1000, seed=n), f"an echo after stop and continue number {n}")
+    fresh = server.connect()
+    echo_roundtrip(fresh, b"a new client after the stops", "a new client's echo")
