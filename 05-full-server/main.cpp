@@ -179,7 +179,7 @@ class Server {
   const Options& options_;
   Fd finished_;  // each loop's thread adds 1 when it ends
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::string> failures_;  // each written by its own loop's thread, read after join
+  std::vector<std::string> failures_;     // each written by its own loop's thread, read after join
   std::atomic<bool> loop_failed_{false};  // read while the loops run
   std::vector<std::thread> threads_;
 };
