@@ -71,7 +71,7 @@ help:
 	@echo "make deps           install the Debian packages the tests need"
 	@echo "make format-check   clang-format finds nothing to change"
 	@echo "make bench          build every stage, echoload and the peers, run the benchmark (about"
-	@echo "                    11 minutes; BENCH_ARGS=--quick: a smoke test), print its tables, plot"
+	@echo "                    10 minutes; BENCH_ARGS=--quick: a smoke test), print its tables, plot"
 	@echo "make plots          redraw docs/img/bench-*.svg from docs/data/bench.json"
 	@echo "make peers          build the benchmark's peer servers (bench/peers) that can be built here"
 	@echo "make bench-deps     install the Debian packages the benchmark and its peers need"

@@ -440,7 +440,10 @@ class Tables:
         self.notes(scenarios)
 
     def notes(self, scenarios):
-        first = self.data["scenarios"][scenarios[0]]["settings"]
+        # The settings most scenarios share come first; any others are named after them.
+        repeats = [self.data["scenarios"][name]["settings"]["repeat"] for name in scenarios]
+        common = max(repeats, key=repeats.count)
+        first = self.data["scenarios"][scenarios[repeats.index(common)]]["settings"]
         m = self.data["machine"]
         runs = f"{first['repeat']} run{'s' * (first['repeat'] > 1)}"
         # Scenarios run again on their own (--only) may differ: say which, and how.
@@ -450,7 +453,7 @@ class Tables:
             if again["settings"]["repeat"] != first["repeat"]:
                 key = (again["settings"]["repeat"], again["command"], again["date"])
                 apart.setdefault(key, []).append(name)
-        others = "".join(f"; {' and '.join(names)}: {repeat} runs, from `{command}` on {date}"
+        others = "".join(f"; {join_words(names)}: {repeat} runs, from `{command}` on {date}"
                          for (repeat, command, date), names in apart.items())
         print(f"\nMedians of {runs} of {first['duration']} s each after a"
               f" {first['warmup']} s warm-up{f' ({others[2:]})' if others else ''};"
@@ -470,6 +473,11 @@ class Tables:
                   " behaves with a second core it must share, not how it scales.")
         if first.get("quick"):
             print("\n**Quick smoke run (--quick): runs too short to quote.**")
+
+
+def join_words(words):
+    """['a', 'b', 'c'] -> 'a, b and c'."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def save(measured, servers, output, only):

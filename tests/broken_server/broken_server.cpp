@@ -63,6 +63,7 @@ enum class Bug {
   kErrorsFatal,
   kNoNodelay,
   kEintrFatal,
+  kEagainFatal,
 };
 
 struct BugMode {
@@ -100,6 +101,7 @@ constexpr BugMode kBugModes[] = {
     {"errors_fatal", Bug::kErrorsFatal, "exits when a recv() or send() fails (a reset client)"},
     {"no_nodelay", Bug::kNoNodelay, "leaves Nagle's algorithm on (no TCP_NODELAY)"},
     {"eintr_fatal", Bug::kEintrFatal, "exits when a signal interrupts poll() (EINTR)"},
+    {"eagain_fatal", Bug::kEagainFatal, "drains each client, then closes it on the EAGAIN"},
 };
 
 Bug bug = Bug::kNone;  // set once by main(), before any socket exists
@@ -312,7 +314,8 @@ void on_readable(Connection& conn, std::span<char> buffer) {
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
       // EAGAIN: the readiness was stale. Anything else (ECONNRESET, ...): the client is gone.
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // bug eagain_fatal: "nothing more for now" taken for a failure: the client is closed.
+      if ((errno == EAGAIN || errno == EWOULDBLOCK) && bug != Bug::kEagainFatal) return;
       die_if_errors_fatal("recv");
       conn.broken = true;
       return;
@@ -330,7 +333,8 @@ void on_readable(Connection& conn, std::span<char> buffer) {
     if (bug == Bug::kCString) size = strnlen(buffer.data(), size);
     echo(conn, buffer.first(size));
     // bug no_budget: serves this client until EAGAIN (or its cap) while the others wait.
-  } while (bug == Bug::kNoBudget && conn.wants_read());
+    // bug eagain_fatal: drains until EAGAIN too, as edge-triggered code must.
+  } while ((bug == Bug::kNoBudget || bug == Bug::kEagainFatal) && conn.wants_read());
 }
 
 // --- the loop -------------------------------------------------------------------------------
