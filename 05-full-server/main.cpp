@@ -125,7 +125,7 @@ class Server {
           const char* name = sigabbrev_np(static_cast<int>(info.ssi_signo));
           if (++signals == 1) {
             log(LogLevel::kInfo, std::string("SIG") + name +
-                                     ": shutting down: no new connections; open ones " + "have " +
+                                     ": shutting down: no new connections; open ones have " +
                                      std::to_string(options_.shutdown_timeout.count()) +
                                      " ms to finish (a second signal closes them now)");
             request_all(Request::kDrain);

@@ -5,6 +5,7 @@ so the test reads the option the server set, not a guess from timing.
 """
 
 import ctypes
+import errno
 import os
 import socket
 
@@ -15,11 +16,11 @@ from helpers import echo_roundtrip
 pytestmark = pytest.mark.since(1)
 
 SYS_PIDFD_GETFD = 438  # the same number on every architecture Linux has added it to since 5.6
+LIBC = ctypes.CDLL(None, use_errno=True)  # os has pidfd_open(), not pidfd_getfd()
 
 
 def _pidfd_getfd(pidfd, target):
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, target, 0)
+    fd = LIBC.syscall(SYS_PIDFD_GETFD, pidfd, target, 0)
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -42,7 +43,7 @@ def _server_side_of(pid, client):
             except FileNotFoundError:
                 continue  # closed since listdir
             except OSError as e:
-                if e.errno in (1, 38):  # EPERM, ENOSYS
+                if e.errno in (errno.EPERM, errno.ENOSYS):  # not allowed, or before Linux 5.6
                     pytest.skip(f"pidfd_getfd is not allowed here ({e.strerror})")
                 raise
             sock = socket.socket(fileno=fd)

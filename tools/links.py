@@ -19,6 +19,7 @@ Python 3 standard library only.
 """
 
 import argparse
+import functools
 import re
 import sys
 from pathlib import Path
@@ -61,6 +62,7 @@ def prose_lines(text):
             yield number, line
 
 
+@functools.cache  # many links point into the same few chapters
 def anchors(path):
     """Every anchor the headings of a markdown file define."""
     seen = {}
@@ -76,25 +78,29 @@ def anchors(path):
     return found
 
 
-def problems(path):
-    """(line, link, why) for each broken relative link in one markdown file."""
-    text = path.read_text(encoding="utf-8")
-    for number, line in prose_lines(text):
+def links_in(path):
+    """(line, target) for every link of a markdown file, outside code."""
+    for number, line in prose_lines(path.read_text(encoding="utf-8")):
         for match in LINK.finditer(CODE_SPAN.sub("", line)):
-            target = match.group(1)
-            if SCHEME.match(target):
-                continue
-            file_part, _, fragment = target.partition("#")
-            destination = (path.parent / unquote(file_part)).resolve() if file_part else path
-            if not destination.exists():
-                yield number, target, f"{file_part} does not exist"
-                continue
-            if not fragment:
-                continue
-            if destination.is_dir() or destination.suffix != ".md":
-                yield number, target, f"#{fragment} points into {file_part}, which is no markdown file"
-            elif unquote(fragment) not in anchors(destination):
-                yield number, target, f"no heading of {destination.name} has the anchor #{fragment}"
+            yield number, match.group(1)
+
+
+def problems(path, links):
+    """(line, link, why) for each broken relative link among `links` of one markdown file."""
+    for number, target in links:
+        if SCHEME.match(target):
+            continue
+        file_part, _, fragment = target.partition("#")
+        destination = (path.parent / unquote(file_part)).resolve() if file_part else path
+        if not destination.exists():
+            yield number, target, f"{file_part} does not exist"
+            continue
+        if not fragment:
+            continue
+        if destination.is_dir() or destination.suffix != ".md":
+            yield number, target, f"#{fragment} points into {file_part}, which is no markdown file"
+        elif unquote(fragment) not in anchors(destination):
+            yield number, target, f"no heading of {destination.name} has the anchor #{fragment}"
 
 
 def test_names(tests_dir):
@@ -106,7 +112,7 @@ def test_names(tests_dir):
 
 def test_problems(path, suite):
     """(line, name, why) for each test a markdown file names that the suite does not have."""
-    functions = set().union(*suite.values()) if suite else set()
+    functions = set().union(*suite.values())
     modules = {name.removesuffix(".py") for name in suite}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         for match in TEST_REF.finditer(line):
@@ -134,9 +140,9 @@ def main():
     suite = test_names(TESTS)
     for path in files:
         path = path.resolve()
-        links += sum(1 for _, line in prose_lines(path.read_text(encoding="utf-8"))
-                     for _ in LINK.finditer(CODE_SPAN.sub("", line)))
-        for number, target, why in problems(path):
+        found = list(links_in(path))
+        links += len(found)
+        for number, target, why in problems(path, found):
             broken += 1
             print(f"{shown(path)}:{number}: ({target}): {why}")
         for number, name, why in test_problems(path, suite):

@@ -21,7 +21,7 @@ def broken(tmp_path, files):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     first = tmp_path / next(iter(files))
-    return [(line, target) for line, target, _ in links.problems(first)]
+    return [(line, target) for line, target, _ in links.problems(first, links.links_in(first))]
 
 
 def test_slugs_follow_github():
