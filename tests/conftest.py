@@ -12,6 +12,7 @@ server the suite starts; the self-test uses it to pick a bug mode of tests/broke
 import ipaddress
 import os
 import shlex
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -168,6 +169,12 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(scope="session")
+def stage(pytestconfig):
+    """The stage under test (--stage), for the few tests whose command line depends on it."""
+    return pytestconfig.stash[STAGE_KEY]
+
+
+@pytest.fixture(scope="session")
 def server_command(pytestconfig):
     """The server binary under test and the --server-args for it, as an argv list."""
     return [str(pytestconfig.stash[SERVER_PATH_KEY]), *pytestconfig.stash[SERVER_ARGS_KEY]]
@@ -227,6 +234,25 @@ class Server:
         """Stops the server now (SIGTERM, then SIGKILL); an exit the test asked for, not a death."""
         self.death_handled = True
         return helpers.stop_process(self.proc)
+
+    def idle(self):
+        """True if every thread of the server is asleep, waiting: none is running or runnable."""
+        return all(s == "S" for s in helpers.thread_states(self.pid).values())
+
+    def stopped(self):
+        """True if every thread of the server is stopped (by SIGSTOP, or a debugger)."""
+        return all(s in ("T", "t") for s in helpers.thread_states(self.pid).values())
+
+    def pause(self):
+        """SIGSTOP, then waits until every thread of the server has stopped."""
+        __tracebackhide__ = True
+        os.kill(self.pid, signal.SIGSTOP)
+        assert helpers.wait_until(self.stopped, 5.0, interval=0.005), (
+            f"the server did not stop on SIGSTOP (thread states"
+            f" {helpers.thread_states(self.pid)})")
+
+    def resume(self):
+        os.kill(self.pid, signal.SIGCONT)
 
     def fd_count(self):
         return helpers.count_fds(self.pid)

@@ -362,6 +362,18 @@ def unsent_bytes(sock):
     return struct.unpack("i", raw)[0]
 
 
+# ioctl(2) request for the bytes in a TCP socket's send queue that were never transmitted
+# (linux/sockios.h; Python's socket module does not name it).
+SIOCOUTQNSD = 0x894B
+
+
+def untransmitted_bytes(sock):
+    """Bytes still in this socket's send queue that TCP has not transmitted yet (SIOCOUTQNSD):
+    unlike SIOCOUTQ, bytes that reached the peer but wait for its ACK are not counted."""
+    raw = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, struct.pack("i", 0))
+    return struct.unpack("i", raw)[0]
+
+
 def close_with_reset(sock):
     """Closes so that the kernel sends RST instead of FIN (SO_LINGER on, timeout 0)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -416,6 +428,18 @@ def child_limits(nofile=None):
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     return setup
+
+
+def thread_states(pid):
+    """{thread id: the one-letter state from its /proc stat file} ('T' while stopped)."""
+    states = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states[int(tid)] = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            pass  # the thread ended between listdir and open
+    return states
 
 
 def open_fds(pid):
