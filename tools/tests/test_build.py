@@ -27,27 +27,42 @@ def make(*args, env=None):
                           timeout=300)
 
 
+def python_trap(directory):
+    """An environment whose first python3 on PATH leaves a mark: the Makefile's search for an
+    interpreter starts there. Returns the environment and the mark's path."""
+    trap = directory / "python-trap"
+    trap.mkdir()
+    mark = directory / "python-was-asked"
+    (trap / "python3").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+    (trap / "python3").chmod(0o755)
+    return dict(os.environ, PATH=f"{trap}:{os.environ['PATH']}"), mark
+
+
 @pytest.fixture(scope="module")
 def without_doctest(tmp_path_factory):
-    """Stage 1 built as on a machine without doctest: the make run and the files it left."""
+    """Stage 1 built as on a machine without doctest: the make run, the files it left, and
+    whether it asked python."""
     root = tmp_path_factory.mktemp("build")
-    built = make("-j2", "stage-1", f"BUILD_ROOT={root}", f"DOCTEST_HEADER={MISSING_HEADER}")
+    env, mark = python_trap(tmp_path_factory.mktemp("python"))
+    built = make("-j2", "stage-1", f"BUILD_ROOT={root}", f"DOCTEST_HEADER={MISSING_HEADER}",
+                 env=env)
     stage = root / "01-poll"
     files = sorted(p.name for p in stage.iterdir()) if stage.is_dir() else []
-    return root, built, files
+    return root, built, files, mark.exists()
 
 
-def test_stage_builds_its_server_without_doctest(without_doctest):
-    root, built, files = without_doctest
+def test_stage_builds_its_server_without_doctest_or_python(without_doctest):
+    root, built, files, asked_python = without_doctest
     assert built.returncode == 0, f"make stage-1 failed:\n{built.stdout}\n{built.stderr}"
     assert "server" in files, f"no server in {root}/01-poll: {files}"
     assert "unit_tests" not in files, "unit_tests built although doctest's header is missing"
     hints = [line for line in built.stdout.splitlines() if line.startswith("unit tests not")]
     assert hints == [HINT], f"expected the one line {HINT!r}, make printed:\n{built.stdout}"
+    assert not asked_python, "make stage-1 ran python3 (only g++ and make may be needed)"
 
 
 def test_unit_tests_without_doctest_fail_with_the_hint(without_doctest):
-    root, _, _ = without_doctest
+    root = without_doctest[0]
     ran = make("--no-print-directory", "-C", "01-poll", f"BUILD_ROOT={root}",
                f"DOCTEST_HEADER={MISSING_HEADER}", "test")
     assert ran.returncode != 0, f"make test passed without doctest:\n{ran.stdout}"
@@ -58,7 +73,7 @@ def test_unit_tests_without_doctest_fail_with_the_hint(without_doctest):
 
 
 def test_stage_builds_unit_tests_where_doctest_is(without_doctest):
-    root, _, _ = without_doctest
+    root = without_doctest[0]
     built = make("-j2", "stage-1", f"BUILD_ROOT={root}")
     assert built.returncode == 0, f"make stage-1 failed:\n{built.stdout}\n{built.stderr}"
     assert (root / "01-poll" / "unit_tests").is_file(), (
@@ -67,13 +82,7 @@ def test_stage_builds_unit_tests_where_doctest_is(without_doctest):
 
 
 def test_make_run_builds_no_unit_tests_and_asks_no_python(tmp_path):
-    # A python3 first on PATH that leaves a mark: the Makefile's interpreter search starts there.
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    mark = tmp_path / "python-was-asked"
-    (shim / "python3").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
-    (shim / "python3").chmod(0o755)
-    env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+    env, mark = python_trap(tmp_path)
     root = tmp_path / "build"
     # -n prints what `make run` would build into an empty tree (the stage's own make runs too,
     # under -n as well), and the exec line, without compiling or starting anything.
