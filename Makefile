@@ -30,7 +30,15 @@ ifneq ($(SANITIZE),)
   export TEST_TIME_SCALE ?= 4
 endif
 BUILD_ROOT := build$(TREE_SUFFIX)
-STAGE_MAKE = $(MAKE) --no-print-directory -C $(call stage_dir,$(1)) BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT)
+STAGE_MAKE = $(MAKE) --no-print-directory -C $(call stage_dir,$(1)) BUILD_ROOT=$(abspath $(BUILD_ROOT))
+ECHOLOAD_MAKE = $(MAKE) --no-print-directory -C tools/echoload BUILD_ROOT=$(abspath $(BUILD_ROOT))
+
+# Only the unit tests need doctest's header. Asked of the compiler, as each stage's Makefile
+# does, so that CXX=clang++ and -I in CXXFLAGS count; DOCTEST_HEADER=doctest/nope.h plays a
+# machine without doctest.
+DOCTEST_HEADER ?= doctest/doctest.h
+HAS_DOCTEST = $(CXX) $(CXXFLAGS) -x c++ -E -include $(DOCTEST_HEADER) /dev/null \
+    -o /dev/null 2>/dev/null
 
 # The interpreter that can `import pytest`: Debian's python3-pytest is installed for
 # /usr/bin/python3, and a python3 earlier on PATH (pyenv, conda, a venv) may lack it.
@@ -53,7 +61,7 @@ HOST ?= 127.0.0.1
 STAGE ?= $(HIGHEST_STAGE)
 
 .PHONY: all help deps check-deps run test unit-tests tools-test format-check clean
-.PHONY: bench plots peers bench-deps
+.PHONY: bench plots peers bench-deps echoload-binary
 
 all: $(addprefix stage-,$(STAGE_NUMBERS))
 
@@ -61,13 +69,15 @@ help:
 	@echo "make run            build and start stage $(STAGE) on $(HOST):$(PORT) (STAGE=N picks another)"
 	@echo "make test           everything: deps if missing, every stage's unit tests and the shared suite,"
 	@echo "                    the tools' tests, the suite's self-test and the docs check"
-	@echo "make stage-N        build stage N into $(BUILD_ROOT)/<stage-dir>/"
+	@echo "make stage-N        build stage N into $(BUILD_ROOT)/<stage-dir>/: its server, and its unit tests"
+	@echo "                    where doctest is installed (make run builds the server alone)"
 	@echo "make test-N         unit tests of stage N, then the shared suite against it (QUICK=1: no slow tests)"
 	@echo "make diff-N         what stage N changed from stage N-1"
 	@echo "make unit-tests     build every stage and run its unit tests only"
 	@echo "make selftest       prove the suite can fail: each bug mode of tests/broken_server"
 	@echo "make docs-check     every snippet in the docs matches its source; every link resolves"
-	@echo "make echoload       build the load generator into $(BUILD_ROOT)/tools/echoload/"
+	@echo "make echoload       build the load generator (and its unit tests where doctest is installed)"
+	@echo "                    into $(BUILD_ROOT)/tools/echoload/"
 	@echo "make deps           install the Debian packages the tests need"
 	@echo "make format-check   clang-format finds nothing to change"
 	@echo "make bench          build every stage, echoload and the peers, run the benchmark (about"
@@ -85,6 +95,9 @@ help:
 FORCE:
 stage-%: FORCE
 	+@$(call STAGE_MAKE,$*) all
+# The server alone, without the unit tests: what make run and make bench need.
+server-%: FORCE
+	+@$(call STAGE_MAKE,$*) server
 
 # Installs the test tools. Needs root (or sudo): otherwise prints the command and stops.
 deps:
@@ -96,12 +109,13 @@ deps:
 # Runs `make deps` only when something is missing, so `make test` works on a fresh machine.
 check-deps:
 	@missing=""; \
-	[ -f /usr/include/doctest/doctest.h ] || missing="$$missing doctest-dev"; \
+	$(HAS_DOCTEST) || missing="$$missing doctest-dev"; \
 	[ -n "$(PYTHON)" ] || missing="$$missing python3-pytest python3-pytest-timeout"; \
 	command -v nc >/dev/null 2>&1 || missing="$$missing netcat-openbsd"; \
 	if [ -n "$$missing" ]; then echo "missing:$$missing; running make deps"; $(MAKE) --no-print-directory deps; fi
 
-run: stage-$(STAGE)
+# Builds the server only, so it needs nothing but g++ and make: no doctest, no python.
+run: server-$(STAGE)
 	exec $(BUILD_ROOT)/$(call stage_dir,$(STAGE))/server --host $(HOST) --port $(PORT)
 
 # PYTHON is expanded when this recipe runs, after check-deps may have installed pytest.
@@ -127,9 +141,13 @@ else
 	@echo "docs check run in the plain build only: they test the suite and the docs, not the build)"
 endif
 
-# The load generator and its unit tests (they include runs against tiny in-process servers).
+# The load generator, and its unit tests (they include runs against tiny in-process servers)
+# where doctest is installed.
 echoload: FORCE
-	+@$(MAKE) --no-print-directory -C tools/echoload BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT) all
+	+@$(ECHOLOAD_MAKE) all
+# The load generator alone, for make bench.
+echoload-binary:
+	+@$(ECHOLOAD_MAKE) echoload
 
 tools-test: check-deps echoload
 	@echo "=== tools: echoload unit tests ==="
@@ -140,7 +158,7 @@ tools-test: check-deps echoload
 # The suite's self-test: each bug mode of tests/broken_server must fail the tests aimed at it.
 BROKEN_SERVER := $(BUILD_ROOT)/tests/broken_server/broken_server
 selftest: check-deps FORCE
-	+@$(MAKE) --no-print-directory -C tests/broken_server BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT)
+	+@$(MAKE) --no-print-directory -C tests/broken_server BUILD_ROOT=$(abspath $(BUILD_ROOT))
 	@echo "=== self-test: the suite against tests/broken_server, one bug at a time ==="
 	$(PYTHON) tests/selftest.py --server $(BROKEN_SERVER)
 
@@ -170,10 +188,10 @@ clean:
 # measures the plain optimized build, in build/; its peers are built when their packages are
 # present and skipped with a note otherwise.
 peers:
-	+@$(MAKE) --no-print-directory -C bench/peers BUILD_ROOT=$(CURDIR)/$(BUILD_ROOT)
+	+@$(MAKE) --no-print-directory -C bench/peers BUILD_ROOT=$(abspath $(BUILD_ROOT))
 
 ifeq ($(TREE_SUFFIX),)
-bench: all echoload peers
+bench: $(addprefix server-,$(STAGE_NUMBERS)) echoload-binary peers
 	$(BENCH_PYTHON) bench/run.py $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory plots
 else
