@@ -93,8 +93,12 @@ void Loop::dispatch(std::span<const epoll_event> events) {
   }
   // 3. Only now, with no event left that could point at them, free the clients closed above.
   closed_.clear();
-  // 4. New clients last, so that they can have the descriptors just freed.
-  if (listener_ready && !accept_paused()) accept_ready();
+  // 4. New clients last, so that they can have the descriptors just freed. Even while
+  //    accepting is paused: the listener is then registered for no events, so what came is
+  //    EPOLLERR or EPOLLHUP, which come unasked: the listener has failed. Only accept() can
+  //    say how, and its error ends the loop. Level-triggered, an error left unhandled would be
+  //    reported again at once, every round: a busy loop that serves nobody.
+  if (listener_ready) accept_ready();
 }
 
 void Loop::accept_ready() {
