@@ -165,7 +165,7 @@ void Loop::shed_one_client() {
 
 void Loop::pause_accepting() {
   accept_resumes_at_ = std::chrono::steady_clock::now() + kAcceptPause;
-  // Registered with no events, the listener stays in the interest list but is never reported.
+  // Registered with no events, the listener is reported only if it fails (EPOLLERR, EPOLLHUP).
   control_or_throw(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), 0, kListenerTag);
   listener_interest_ = 0;
 }

@@ -233,7 +233,7 @@ TEST_CASE("a client accepted in a batch can have the descriptor of one closed in
   CHECK(f.registered().fd == first.fd);
 }
 
-TEST_CASE("a listener that stops listening ends the loop with accept's error, not a spin") {
+TEST_CASE("a listener that stops listening ends the loop with accept's error") {
   Fixture f;
   // shutdown() takes a listener out of the listening state: epoll reports EPOLLHUP for it,
   // unasked and at every wait, and every accept() fails with EINVAL.
