@@ -39,9 +39,12 @@ void Loop::run() {
       if (errno == EINTR) continue;  // a signal interrupted the wait; nothing is lost
       throw FatalError(std::string("poll: ") + std::strerror(errno));
     }
-    // 2. New clients.
+    // 2. New clients, or news of the listener itself. POLLERR, POLLHUP and POLLNVAL come
+    //    unasked, paused or not: the listener has failed (or, POLLNVAL, is not open). Only
+    //    accept() can say how, and its error ends the loop. Left unhandled, the bit would be
+    //    reported again at once, every round: a busy loop that serves nobody.
     resume_accepting_if_due();
-    if (pollfds_[kListenerSlot].revents & POLLIN) accept_ready();
+    if (pollfds_[kListenerSlot].revents != 0) accept_ready();
     // 3. Clients, from the last to the first: closing one moves the last entry into its slot,
     //    and walking backwards means that entry has already been served this round.
     for (std::size_t i = connections_.size(); i-- > 0;) {
@@ -133,6 +136,11 @@ void Loop::add_client(Fd socket) {
 
 void Loop::on_client_event(std::size_t index, short revents) {
   Connection& conn = connections_[index];
+  // POLLNVAL: the descriptor is not open, so this loop closed it and polls it still. That is
+  // our bug, not the client's doing, and poll() would report it at once, forever: stop.
+  if (revents & POLLNVAL) {
+    throw FatalError("poll: client " + std::to_string(conn.fd()) + ": " + std::strerror(EBADF));
+  }
   // POLLHUP and POLLERR are reported even though nobody asks for them. They are not handled
   // on their own: the recv() or send() that follows returns the EOF or the error.
   if ((revents & (POLLIN | POLLHUP | POLLERR)) && conn.wants_read()) {

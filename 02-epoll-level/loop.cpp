@@ -93,8 +93,12 @@ void Loop::dispatch(std::span<const epoll_event> events) {
   }
   // 3. Only now, with no event left that could point at them, free the clients closed above.
   closed_.clear();
-  // 4. New clients last, so that they can have the descriptors just freed.
-  if (listener_ready && !accept_paused()) accept_ready();
+  // 4. New clients last, so that they can have the descriptors just freed. Even while
+  //    accepting is paused: the listener is then registered for no events, so what came is
+  //    EPOLLERR or EPOLLHUP, which come unasked: the listener has failed. Only accept() can
+  //    say how, and its error ends the loop. Level-triggered, an error left unhandled would be
+  //    reported again at once, every round: a busy loop that serves nobody.
+  if (listener_ready) accept_ready();
 }
 
 void Loop::accept_ready() {
@@ -161,7 +165,7 @@ void Loop::shed_one_client() {
 
 void Loop::pause_accepting() {
   accept_resumes_at_ = std::chrono::steady_clock::now() + kAcceptPause;
-  // Registered with no events, the listener stays in the interest list but is never reported.
+  // Registered with no events, the listener is reported only if it fails (EPOLLERR, EPOLLHUP).
   control_or_throw(epoll_.get(), EPOLL_CTL_MOD, listener_.get(), 0, kListenerTag);
   listener_interest_ = 0;
 }

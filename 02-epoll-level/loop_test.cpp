@@ -232,3 +232,11 @@ TEST_CASE("a client accepted in a batch can have the descriptor of one closed in
   // lowest free). Out of descriptors, that is the difference between serving it and shedding it.
   CHECK(f.registered().fd == first.fd);
 }
+
+TEST_CASE("a listener that stops listening ends the loop with accept's error") {
+  Fixture f;
+  // shutdown() takes a listener out of the listening state: epoll reports EPOLLHUP for it,
+  // unasked and at every wait, and every accept() fails with EINVAL.
+  REQUIRE(shutdown(f.listener_fd, SHUT_RDWR) == 0);
+  CHECK_THROWS_WITH_AS(f.loop->run_once(1000), "accept: Invalid argument", FatalError);
+}

@@ -82,6 +82,9 @@ void Loop::dispatch(std::span<const epoll_event> events) {
   // batch is read, so no event of the batch can point at a client already freed.
   for (const epoll_event& event : events) {
     if (event.data.ptr == kListenerTag) {
+      // EPOLLIN, or EPOLLERR or EPOLLHUP, which come unasked when the listener has failed:
+      // either way accept() is next, and its error then ends the loop. Reported once, the
+      // edge is kept here, across a pause too.
       listener_ready_ = true;
     } else {
       note_event(*static_cast<Client*>(event.data.ptr), event.events);

@@ -312,3 +312,11 @@ TEST_CASE("the listener: a round accepts up to its budget, later rounds the rest
   f.loop->dispatch({});  // no new edge: the listener's is remembered
   CHECK(f.loop->client_count() == 1 + static_cast<std::size_t>(waiting));
 }
+
+TEST_CASE("a listener that stops listening ends the loop with accept's error") {
+  Fixture f;
+  // shutdown() takes a listener out of the listening state: epoll reports EPOLLHUP for it,
+  // unasked (once: edge-triggered), and every accept() fails with EINVAL.
+  REQUIRE(shutdown(f.listener_fd, SHUT_RDWR) == 0);
+  CHECK_THROWS_WITH_AS(f.loop->run_once(1000), "accept: Invalid argument", FatalError);
+}

@@ -6,6 +6,8 @@ Every wait is bounded: each takes a deadline (an absolute time.monotonic() value
 server makes a test fail with a message instead of hanging it.
 """
 
+import ctypes
+import errno
 import fcntl
 import os
 import random
@@ -19,6 +21,8 @@ import subprocess
 import termios
 import threading
 import time
+
+import pytest
 
 # --- time -------------------------------------------------------------------------------------
 
@@ -457,6 +461,85 @@ def open_fds(pid):
 def count_fds(pid):
     """How many descriptors the process has open."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp (include/net/tcp_states.h)
+
+
+def listening_sockets(pid):
+    """The process's listening TCP sockets, lowest descriptor first: (fd, "HOST:PORT") pairs,
+    "[ADDR]:PORT" for IPv6. /proc/PID/fd names each socket by its inode; the kernel's TCP tables
+    of the process's network namespace give each inode's state and local address."""
+    by_inode = {}
+    for fd, target in open_fds(pid).items():
+        if target.startswith("socket:["):
+            by_inode.setdefault(target[len("socket:[") : -1], []).append(fd)
+    found = []
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue  # no IPv6 on this machine
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != TCP_LISTEN or inode not in by_inode:
+                continue
+            hex_addr, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_addr)
+            # /proc prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            host = socket.inet_ntop(family, raw)
+            address = f"[{host}]" if family == socket.AF_INET6 else host
+            found += [(fd, f"{address}:{int(hex_port, 16)}") for fd in by_inode[inode]]
+    return sorted(found)
+
+
+SYS_PIDFD_GETFD = 438  # the same number on every architecture Linux has added it to since 5.6
+_LIBC = ctypes.CDLL(None, use_errno=True)  # os has pidfd_open(), not pidfd_getfd()
+
+
+class BorrowedDescriptors:
+    """Duplicates of another process's descriptors, through pidfd_getfd(2) (Linux 5.6).
+
+    A duplicate shares the open file description with the original, so an option read through
+    it is the one the process set, and a shutdown() through it acts on the process's socket.
+    It takes ptrace permission over the process: ours, since we started it. Where the kernel is
+    too old or a security policy refuses, the test is skipped and says why: that is this
+    machine's limit, not the server's. Any other failure is raised.
+    """
+
+    # What a kernel without the calls (ENOSYS) or a policy against them (EPERM) answers.
+    REFUSALS = (errno.EPERM, errno.ENOSYS)
+
+    def __init__(self, pid):
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except AttributeError:
+            pytest.skip("this Python has no os.pidfd_open (3.9 added it):"
+                        " cannot reach the server's descriptors")
+        except OSError as e:
+            if e.errno not in self.REFUSALS:
+                raise
+            pytest.skip(f"pidfd_open is not allowed here ({e.strerror}):"
+                        " cannot reach the server's descriptors")
+
+    def socket(self, fd):
+        """A socket object on a duplicate of the process's descriptor `fd`; the caller closes it."""
+        duplicate = _LIBC.syscall(SYS_PIDFD_GETFD, self.pidfd, fd, 0)
+        if duplicate < 0:
+            err = ctypes.get_errno()
+            if err in self.REFUSALS:
+                pytest.skip(f"pidfd_getfd is not allowed here ({os.strerror(err)})")
+            raise OSError(err, f"pidfd_getfd of descriptor {fd}: {os.strerror(err)}")
+        return socket.socket(fileno=duplicate)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.pidfd)
 
 
 LISTENING_RE = re.compile(

@@ -64,6 +64,8 @@ CAUGHT_BY = {
     "test_half_close.py::test_data_arriving_with_fin_is_echoed": ["close_on_rdhup"],
     "test_large.py::test_partial_write_not_dropped": ["drop_partial_write", "eagain_fatal"],
     "test_large.py::test_several_large_echoes_at_once_kept_apart": ["drop_partial_write"],
+    "test_listener_failure.py::test_listener_failure_exits_1_not_spins":
+        ["listener_errors_ignored"],
     "test_many_clients.py::test_more_than_1024_clients_all_served": ["fd_setsize"],
     "test_many_clients.py::test_c10k_clients_all_served": ["fd_setsize"],
     "test_resets.py::test_reset_mid_stream_does_not_kill_server": ["errors_fatal"],
@@ -87,6 +89,8 @@ STAGE5_BY_HAND = "stage 5 only: shown failing by hand against a broken copy of s
 BY_HAND = {
     "test_cli.py::test_bad_stage5_arguments_rejected_with_exit_2": STAGE5_BY_HAND,
     "test_emfile.py::test_emfile_with_several_threads_does_not_spin": STAGE5_BY_HAND,
+    "test_listener_failure.py::test_listener_failure_with_several_threads_exits_1":
+        STAGE5_BY_HAND,
     "test_stage5.py::test_work_spreads_over_threads": STAGE5_BY_HAND,
     "test_stage5.py::test_idle_timeout_closes_idle_connection": STAGE5_BY_HAND,
     "test_stage5.py::test_idle_timeout_spares_busy_connections": STAGE5_BY_HAND,

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from helpers import (child_limits, deadline_after, describe_exit, echo_roundtrip,
-                     ipv6_loopback_usable, open_fds, parse_listening_line, scaled, stop_process,
-                     tail_text)
+                     ipv6_loopback_usable, listening_sockets, parse_listening_line, scaled,
+                     stop_process, tail_text)
 
 pytestmark = pytest.mark.since(1)
 
@@ -202,38 +202,11 @@ def test_ipv6_host_printed_in_brackets(start_server):
     echo_roundtrip(client, b"over IPv6", "echo over [::1]")
 
 
-def _listening_addresses(pid):
-    """Addresses ("127.0.0.1:PORT", "[::]:PORT", ...) of the process's listening TCP sockets."""
-    inodes = {target[len("socket:["):-1] for target in open_fds(pid).values()
-              if target.startswith("socket:[")}
-    found = []
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        try:
-            lines = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in lines:
-            fields = row.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state != "0A" or inode not in inodes:  # 0A = TCP_LISTEN
-                continue
-            hex_addr, hex_port = local.split(":")
-            raw = bytes.fromhex(hex_addr)
-            # /proc prints each 32-bit word in host (little-endian) order.
-            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-            port = int(hex_port, 16)
-            if v6:
-                found.append(f"[{socket.inet_ntop(socket.AF_INET6, raw)}]:{port}")
-            else:
-                found.append(f"{socket.inet_ntop(socket.AF_INET, raw)}:{port}")
-    return found
-
-
 def test_default_host_is_loopback_only(start_server):
     """Catches a server that listens on all interfaces (0.0.0.0 or ::) when --host is not given."""
     server = start_server(host=None, port=0)
     assert server.host == "127.0.0.1", f"without --host the server listens on {server.host}"
-    addresses = _listening_addresses(server.pid)
+    addresses = [address for _, address in listening_sockets(server.pid)]
     # Stage 5 has one SO_REUSEPORT listener per loop, all on the same address.
     assert addresses and set(addresses) == {f"127.0.0.1:{server.port}"}, (
         f"without --host the server should listen on 127.0.0.1:{server.port} only;"

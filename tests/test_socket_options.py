@@ -4,57 +4,33 @@ pidfd_getfd(2) (Linux 5.6) gives this process a duplicate of one of the server's
 so the test reads the option the server set, not a guess from timing.
 """
 
-import ctypes
-import errno
 import os
 import socket
 
 import pytest
 
-from helpers import echo_roundtrip
+from helpers import BorrowedDescriptors, echo_roundtrip
 
 pytestmark = pytest.mark.since(1)
-
-SYS_PIDFD_GETFD = 438  # the same number on every architecture Linux has added it to since 5.6
-LIBC = ctypes.CDLL(None, use_errno=True)  # os has pidfd_open(), not pidfd_getfd()
-
-
-def _pidfd_getfd(pidfd, target):
-    fd = LIBC.syscall(SYS_PIDFD_GETFD, pidfd, target, 0)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return fd
 
 
 def _server_side_of(pid, client):
     """A duplicate of the server's socket whose peer is `client`, or None."""
     wanted = client.getsockname()
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError) as e:
-        pytest.skip(f"pidfd_open is not available here ({e}): cannot look at the server's socket")
-    try:
+    with BorrowedDescriptors(pid) as borrowed:
         for name in os.listdir(f"/proc/{pid}/fd"):
             try:
                 if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
                     continue
-                fd = _pidfd_getfd(pidfd, int(name))
             except FileNotFoundError:
                 continue  # closed since listdir
-            except OSError as e:
-                if e.errno in (errno.EPERM, errno.ENOSYS):  # not allowed, or before Linux 5.6
-                    pytest.skip(f"pidfd_getfd is not allowed here ({e.strerror})")
-                raise
-            sock = socket.socket(fileno=fd)
+            sock = borrowed.socket(int(name))
             try:
                 if sock.type == socket.SOCK_STREAM and sock.getpeername() == wanted:
                     return sock
             except OSError:
                 pass  # the listener, or not connected
             sock.close()
-    finally:
-        os.close(pidfd)
     return None
 
 

@@ -64,6 +64,7 @@ enum class Bug {
   kNoNodelay,
   kEintrFatal,
   kEagainFatal,
+  kListenerErrorsIgnored,
 };
 
 struct BugMode {
@@ -102,6 +103,8 @@ constexpr BugMode kBugModes[] = {
     {"no_nodelay", Bug::kNoNodelay, "leaves Nagle's algorithm on (no TCP_NODELAY)"},
     {"eintr_fatal", Bug::kEintrFatal, "exits when a signal interrupts poll() (EINTR)"},
     {"eagain_fatal", Bug::kEagainFatal, "drains each client, then closes it on the EAGAIN"},
+    {"listener_errors_ignored", Bug::kListenerErrorsIgnored,
+     "accepts on POLLIN only: a failed listener's POLLHUP spins"},
 };
 
 Bug bug = Bug::kNone;  // set once by main(), before any socket exists
@@ -159,8 +162,11 @@ std::string usage() {
       "  --port N     TCP port, 0 for any free one (default 7000)\n"
       "  --help       print this help and exit\n"
       "  --bug NAME   one of:\n";
+  std::size_t width = 0;
+  for (const BugMode& mode : kBugModes)
+    width = std::max(width, mode.name.size());
   for (const BugMode& mode : kBugModes) {
-    text += "    " + std::string(mode.name) + std::string(22 - mode.name.size(), ' ');
+    text += "    " + std::string(mode.name) + std::string(width + 2 - mode.name.size(), ' ');
     text += std::string(mode.mistake) + "\n";
   }
   return text;
@@ -369,7 +375,12 @@ class Server {
         if (!spare_) spare_ = open_spare();
         pollfds_[0].events = POLLIN;
       }
-      if (pollfds_[0].revents & POLLIN) accept_ready();
+      // POLLERR, POLLHUP and POLLNVAL come unasked, paused or not: the listener has failed, and
+      // the accept() they lead to fails with the error that says how, which ends the server.
+      // bug listener_errors_ignored: POLLIN only: the hang-up comes back at every poll(), a spin.
+      const short accept_on =
+          bug == Bug::kListenerErrorsIgnored ? POLLIN : POLLIN | POLLERR | POLLHUP | POLLNVAL;
+      if (pollfds_[0].revents & accept_on) accept_ready();
       // 3. Ready clients. POLLHUP and POLLERR come unasked; the recv() or send() they lead to
       //    reports the EOF or the error.
       for (std::size_t i = 0; i < connections_.size(); ++i) {
