@@ -1,6 +1,7 @@
 #pragma once
 // Connection and Listener: sockets whose operations are awaited.
 
+#include <cassert>
 #include <cstddef>
 #include <span>
 
@@ -64,10 +65,14 @@ class Listener {
 };
 
 // Waits for one direction of a Watch: `co_await WaitFor{watch.reader}`. The reactor resumes
-// the coroutine when an event reports that direction ready.
+// the coroutine when an event reports that direction ready. One coroutine at a time may wait
+// in a slot: a second would take the first one's place, and the first would never be resumed.
 struct WaitFor {
   std::coroutine_handle<>& slot;
   bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> self) const noexcept { slot = self; }
+  void await_suspend(std::coroutine_handle<> self) const noexcept {
+    assert(!slot && "one coroutine at a time waits for each direction of a socket");
+    slot = self;
+  }
   void await_resume() const noexcept {}
 };

@@ -3,6 +3,7 @@
 // Parses the command line, opens the listening socket, prints "listening on HOST:PORT",
 // then runs the reactor until a fatal error.
 
+#include <csignal>
 #include <exception>
 #include <iostream>
 #include <string_view>
@@ -15,6 +16,10 @@
 #include "socket.hpp"
 
 int main(int argc, char** argv) {
+  // Sockets send with MSG_NOSIGNAL, but stderr can be a pipe too (`server 2>&1 | tee log`).
+  // Once its reader has gone, as tee does on Ctrl-C, a write to it must fail with EPIPE rather
+  // than raise SIGPIPE, whose default action would end the server in the middle of its work.
+  std::signal(SIGPIPE, SIG_IGN);
   const std::string_view program = argc > 0 ? argv[0] : "server";
   const std::vector<std::string_view> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   const Command command = parse_command_line(args);

@@ -7,6 +7,7 @@
 #include <coroutine>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <list>
 #include <span>
 #include <vector>
@@ -29,6 +30,13 @@ struct Watch {
 // per connection.
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 
+// One thread's event loop. Two rules make it safe to resume a coroutine from an event, and the
+// code below keeps both:
+//  1. A round records every event of its batch before it resumes anything: note_event() only
+//     sets flags and queues the coroutine waiting for them. So no coroutine can close a socket
+//     (and free its Watch) while an event for it is still in the batch.
+//  2. A coroutine waiting in a Watch or sleeping is resumed only from the ready queue, in
+//     run_once(): never from inside note_event(), another coroutine's wake-up, or spawn().
 class Reactor {
  public:
   // read_buffer_size: bytes per recv(). The unit tests make it small, to watch the budget at
@@ -42,13 +50,15 @@ class Reactor {
 
   // Starts a coroutine that nobody awaits. The reactor owns it from now on: its frame is
   // destroyed when it finishes, or by ~Reactor if it never does. An exception that leaves it
-  // is printed on stderr, one line, and ends that coroutine only.
+  // is printed on stderr, one line, and ends that coroutine only; except a FatalError, which
+  // is the whole loop's failure (accept cannot go on, say): run_once() throws it on.
   void spawn(Task<void> task);
 
-  // Runs until every spawned coroutine has finished.
+  // Runs until every spawned coroutine has finished. Throws FatalError.
   void run();
   // One round: waits up to timeout_ms for events (not at all while coroutines are ready to
-  // run), then resumes the coroutines that can go on. For run() and the unit tests.
+  // run), then resumes the coroutines that can go on. For run() and the unit tests. Throws
+  // FatalError, its own (epoll_wait) or one that left a spawned coroutine, at once.
   void run_once(int timeout_ms);
 
   // Registers fd once, for everything, edge-triggered; watch must stay put until remove().
@@ -109,5 +119,6 @@ class Reactor {
   };
   std::vector<Sleeper> sleepers_;  // few: only a listener that backs off
   std::vector<char> read_buffer_;
-  std::list<Root> spawned_;  // every spawned coroutine not finished yet
+  std::list<Root> spawned_;     // every spawned coroutine not finished yet
+  std::exception_ptr failure_;  // a FatalError that left a spawned coroutine, for run_once()
 };

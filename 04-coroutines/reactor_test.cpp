@@ -1,11 +1,16 @@
 #include "reactor.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -69,6 +74,31 @@ Task<void> wait_for_ever(Reactor& reactor, Fd socket, int& destroyed) {
   FAIL("read_some returned although nothing was sent");
 }
 
+// Runs body in a child process, and says how the child ended: "exit 0", "exit 1" (body threw,
+// or a sanitizer stopped it), or the signal that ended it, "SIGABRT" for a failed assertion.
+// The test binary itself goes on, so a test case can show that a broken rule is caught.
+template <typename Body>
+std::string how_it_ends(Body body) {
+  std::cout.flush();  // nothing buffered before the fork is written twice
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // doctest's handler would report a crash of the child
+    const int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    dup2(null, STDERR_FILENO);  // the assertion's message is expected: keep the output clean
+    try {
+      body();
+    } catch (...) {
+      _exit(1);
+    }
+    _exit(0);  // not exit(): nothing of the parent's (doctest's report) runs twice
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  return std::string("SIG") + sigabbrev_np(WTERMSIG(status));
+}
+
 }  // namespace
 
 TEST_CASE("an event resumes the coroutine waiting on that socket, and no other") {
@@ -117,6 +147,42 @@ TEST_CASE("an exception that leaves a spawned coroutine is reported, and the rea
   CHECK(captured.str() == "error: a spawned coroutine failed: something broke\n");
   CHECK(reactor.spawned_count() == 0);
 }
+
+TEST_CASE("a FatalError that leaves a spawned coroutine ends the loop: run() throws it") {
+  Reactor reactor;
+  std::ostringstream captured;
+  std::streambuf* const saved = std::cerr.rdbuf(captured.rdbuf());
+  // What accept() throws when the listener cannot go on: no client will ever be accepted again.
+  reactor.spawn([]() -> Task<void> {
+    throw FatalError("accept: Invalid argument");
+    co_return;
+  }());
+  CHECK_THROWS_WITH_AS(reactor.run(), "accept: Invalid argument", FatalError);
+  std::cerr.rdbuf(saved);
+  CHECK(captured.str().empty());  // not reported as one coroutine's failure: main() says it
+  CHECK(reactor.spawned_count() == 0);
+}
+
+#ifndef NDEBUG
+TEST_CASE("a second coroutine waiting for the same direction of a socket is caught at once") {
+  const auto wait_to_read = [](Watch& watch) -> Task<void> { co_await WaitFor{watch.reader}; };
+  // One waiter is fine: the child process goes on and exits normally.
+  CHECK(how_it_ends([&] {
+          Watch watch;  // first, so that it outlives the frames that wait in it
+          Reactor reactor;
+          reactor.spawn(wait_to_read(watch));
+          reactor.run_once(0);
+        }) == "exit 0");
+  // A second would silently take the first one's place, and the first would wait for ever.
+  CHECK(how_it_ends([&] {
+          Watch watch;  // first, so that it outlives the frames that wait in it
+          Reactor reactor;
+          reactor.spawn(wait_to_read(watch));
+          reactor.spawn(wait_to_read(watch));
+          reactor.run_once(0);
+        }) == "SIGABRT");
+}
+#endif
 
 TEST_CASE("write_all keeps its own copy of what it still has to send while it waits") {
   Reactor reactor;

@@ -1,25 +1,41 @@
 #include "server.hpp"
 
 #include <cerrno>
+#include <iostream>
 #include <system_error>
+#include <utility>
 
 namespace {
 
-// The ways a client can be gone: nothing owed can reach it, and there is nobody to tell.
-bool client_gone(const std::system_error& e) {
-  switch (e.code().value()) {
-    case ECONNRESET:
-    case EPIPE:
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-      return true;
-    default:
-      return false;
-  }
+// Stage 4 has no log levels, and a shortage of kernel memory hits many connections at once:
+// said once, the warning cannot itself flood stderr. Every connection it hits is closed.
+void report_out_of_memory(const std::system_error& e) {
+  static bool reported = false;  // one thread runs every echo
+  if (std::exchange(reported, true)) return;
+  std::cerr << "warn: " << e.what()
+            << ": the kernel is short of memory; closing the connections this happens to"
+               " (said once)\n";
 }
 
 }  // namespace
+
+ClientError classify_client_error(int error) {
+  switch (error) {
+    case ECONNRESET:    // the client reset the connection
+    case EPIPE:         // it closed its side for good, and we wrote on
+    case ETIMEDOUT:     // it stopped acknowledging: the retransmissions gave up
+    case EHOSTUNREACH:  // the network says it cannot be reached any more (an ICMP error, or
+    case ENETUNREACH:   // the route or the interface it was reached through is gone)
+    case ENETDOWN:
+    case EHOSTDOWN:
+      return ClientError::kGone;
+    case ENOMEM:   // the kernel could not allocate for this connection: it cannot be served now,
+    case ENOBUFS:  // and the others may still be
+      return ClientError::kOutOfMemory;
+    default:
+      return ClientError::kUnexpected;
+  }
+}
 
 Task<void> echo(Reactor& reactor, Fd socket) {
   Connection client(reactor, std::move(socket));
@@ -30,7 +46,9 @@ Task<void> echo(Reactor& reactor, Fd socket) {
       co_await client.write_all(bytes);  // no more reading until this is all sent
     }
   } catch (const std::system_error& e) {
-    if (!client_gone(e)) throw;  // anything else is a bug: the reactor reports it
+    const ClientError error = classify_client_error(e.code().value());
+    if (error == ClientError::kUnexpected) throw;  // a bug: the reactor reports it
+    if (error == ClientError::kOutOfMemory) report_out_of_memory(e);
   }
 }  // ~Connection: deregistered and closed
 

@@ -128,7 +128,9 @@ class Awaiter {
 // The result of a coroutine declared `Task<T> f(...)`. Owns the coroutine's frame: the frame
 // is destroyed with the Task, whether the body has finished or is suspended (destroying it
 // runs the destructors of the body's locals, as leaving a scope would). Move-only, and
-// awaited at most once: `T value = co_await f();` or `co_await std::move(task);`.
+// awaited at most once: `T value = co_await f();` or `co_await std::move(task);`. For one
+// thread: nothing here is atomic, so a task is made, awaited, resumed and destroyed by the
+// thread of the loop that runs it, and by no other.
 template <typename T>
 class [[nodiscard]] Task {
  public:

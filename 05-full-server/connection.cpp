@@ -225,7 +225,8 @@ Task<void> Wakeup::wait() {
     std::uint64_t count = 0;
     if (::read(event_.get(), &count, sizeof count) == sizeof count) co_return;  // resets it
     if (errno == EINTR) continue;
-    if (errno != EAGAIN) throw failure("read eventfd");
+    // Not one client's failure: a loop that cannot read its requests could never be stopped.
+    if (errno != EAGAIN) throw FatalError(std::string("read eventfd: ") + std::strerror(errno));
     watch_.readable = false;
     co_await reactor_.wait(watch_.reader, kNever);
   }

@@ -43,8 +43,10 @@ void log(LogLevel level, std::string_view message) {
   } catch (...) {
     return;  // out of memory: a lost log line is better than a lost server
   }
-  // stderr is unbuffered and shared: one write per line keeps lines whole. A short write (a
-  // full pipe closed midway) or an error leaves nothing to do but go on.
+  // stderr is unbuffered and shared: one write per line keeps lines whole. After a short write
+  // the rest follows (and may land after another thread's line). On an error the line is
+  // dropped and the server goes on: EPIPE, once the reader of a pipe has gone, comes back as an
+  // error only because main() ignores SIGPIPE; otherwise the signal would end the server here.
   const char* rest = line.data();
   std::size_t left = line.size();
   while (left > 0) {

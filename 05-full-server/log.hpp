@@ -15,7 +15,9 @@ void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 
 // Writes "<level>: <message>\n" to stderr in one write(2) call, so that lines from several
-// threads never interleave. Does nothing below the level set; never throws.
+// threads do not interleave (through a pipe, a write is kept whole only up to PIPE_BUF bytes,
+// 4096 on Linux: far longer than our lines). Does nothing below the level set; never throws,
+// and never stops the server: a line that cannot be written is dropped.
 void log(LogLevel level, std::string_view message);
 
 // "1 connection", "2 connections": a count and its noun, for log lines.

@@ -97,7 +97,8 @@ class Server {
         try {
           workers_[i]->run();
         } catch (const std::exception& e) {
-          failures_[i] = e.what();  // read by the main thread only after the join
+          // Read by the main thread only after the join.
+          failures_[i] = workers_[i]->name() + ": " + e.what();
           loop_failed_.store(true, std::memory_order_relaxed);
         }
         const std::uint64_t one = 1;
@@ -187,6 +188,10 @@ class Server {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Sockets send with MSG_NOSIGNAL, but stderr can be a pipe too (`server 2>&1 | tee log`).
+  // Once its reader has gone, as tee does on Ctrl-C, a write to it must fail with EPIPE rather
+  // than raise SIGPIPE, whose default action would end the server in the middle of its work.
+  std::signal(SIGPIPE, SIG_IGN);
   const std::string_view program = argc > 0 ? argv[0] : "server";
   const std::vector<std::string_view> args(argv + (argc > 0 ? 1 : 0), argv + argc);
   const Command command = parse_command_line(args, usable_cores());

@@ -22,7 +22,8 @@ constexpr std::uint32_t kWatchedEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLL
 }  // namespace
 
 // The root of a spawned coroutine: a coroutine of its own that awaits the task, prints what
-// escapes it, and at its end takes itself off the reactor's list and frees its frame.
+// escapes it (a FatalError it hands to the reactor instead), and at its end takes itself off
+// the reactor's list and frees its frame.
 class Reactor::Root {
  public:
   struct promise_type {
@@ -42,7 +43,8 @@ class Reactor::Root {
       return Retire{};
     }
     void return_void() const noexcept {}
-    void unhandled_exception() const noexcept { std::terminate(); }  // run() catches all
+    // Only a FatalError gets this far (run() catches the rest): the loop's to handle.
+    void unhandled_exception() const noexcept { reactor->failure_ = std::current_exception(); }
 
     Reactor* reactor = nullptr;
     std::list<Root>::iterator self;  // its place in reactor->spawned_
@@ -52,6 +54,8 @@ class Reactor::Root {
   static Root run(Task<void> task) {
     try {
       co_await std::move(task);
+    } catch (const FatalError&) {
+      throw;  // not this coroutine's failure but the loop's: run_once() throws it on
     } catch (const std::exception& e) {
       log(LogLevel::kError, std::string("a spawned coroutine failed: ") + e.what());
     } catch (...) {
@@ -133,6 +137,8 @@ void Reactor::run_once(int timeout_ms) {
     const std::coroutine_handle<> next = ready_.front();
     ready_.pop_front();
     next.resume();
+    // A coroutine that ended with a FatalError ends the loop, not only itself.
+    if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
   }
 }
 

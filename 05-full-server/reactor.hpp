@@ -3,11 +3,13 @@
 
 #include <sys/epoll.h>
 
+#include <cassert>
 #include <chrono>
 #include <coroutine>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <list>
 #include <span>
 #include <vector>
@@ -25,12 +27,26 @@ struct Watch {
   bool writable = true;            // no send() has found the send buffer full since the last report
   std::coroutine_handle<> reader;  // suspended until readable
   std::coroutine_handle<> writer;  // suspended until writable
+
+  // A Watch outlives every wait in it: a waiting frame that is destroyed later empties its
+  // slot (Reactor::wait), and would write into a Watch already gone. Destroy the frames first.
+  ~Watch() { assert(!reader && !writer && "a coroutine still waits in a Watch being destroyed"); }
 };
 
 // Bytes asked for per recv(); one buffer for the whole reactor, so its size costs nothing
 // per connection.
 constexpr std::size_t kReadBufferSize = 64 * 1024;
 
+// One thread's event loop. Two rules make it safe to resume a coroutine from an event or a
+// timer, and the code below keeps both:
+//  1. A round records every event of its batch before it expires a timer or resumes anything:
+//     note_event() only sets flags and queues the coroutine waiting for them. So no coroutine
+//     can close a socket (and free its Watch) while an event for it is still in the batch, and
+//     when an event and a deadline come in the same round, the event has emptied the slot
+//     before the timer looks at it: the event wins, and the coroutine is resumed once.
+//  2. A coroutine waiting in a Watch or on a timer is resumed only from the ready queue, in
+//     run_once(): never from inside note_event(), TimerQueue::expire(), another coroutine's
+//     wake-up, or spawn().
 class Reactor {
  public:
   // read_buffer_size: bytes per recv(). The unit tests make it small, to watch the budget at
@@ -44,13 +60,15 @@ class Reactor {
 
   // Starts a coroutine that nobody awaits. The reactor owns it from now on: its frame is
   // destroyed when it finishes, or by ~Reactor if it never does. An exception that leaves it
-  // is printed on stderr, one line, and ends that coroutine only.
+  // is printed on stderr, one line, and ends that coroutine only; except a FatalError, which
+  // is the whole loop's failure (accept cannot go on, say): run_once() throws it on.
   void spawn(Task<void> task);
 
-  // Runs until every spawned coroutine has finished.
+  // Runs until every spawned coroutine has finished. Throws FatalError.
   void run();
   // One round: waits up to timeout_ms for events (not at all while coroutines are ready to
-  // run), then resumes the coroutines that can go on. For run() and the unit tests.
+  // run), then resumes the coroutines that can go on. For run() and the unit tests. Throws
+  // FatalError, its own (epoll_wait) or one that left a spawned coroutine, at once.
   void run_once(int timeout_ms);
 
   // Registers fd once, for everything, edge-triggered; watch must stay put until remove().
@@ -99,6 +117,9 @@ class Reactor {
       std::coroutine_handle<> self{};
       bool await_ready() const noexcept { return false; }
       void await_suspend(std::coroutine_handle<> coroutine) {
+        // One coroutine at a time may wait in a slot: a second would take the first one's
+        // place, and the first would never be resumed.
+        assert(!slot && "one coroutine at a time waits for each direction of a socket");
         self = coroutine;
         slot = coroutine;
         if (deadline != kNever) reactor.timers_.arm(timer, deadline, coroutine, &slot);
@@ -147,5 +168,6 @@ class Reactor {
   TimerQueue timers_;
   std::vector<char> read_buffer_;
   Traffic traffic_;
-  std::list<Root> spawned_;  // every spawned coroutine not finished yet
+  std::list<Root> spawned_;     // every spawned coroutine not finished yet
+  std::exception_ptr failure_;  // a FatalError that left a spawned coroutine, for run_once()
 };

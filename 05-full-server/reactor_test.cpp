@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <iostream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -80,6 +84,31 @@ Task<void> wait_for_ever(Reactor& reactor, Fd socket, int& destroyed) {
   FAIL("read_some returned although nothing was sent");
 }
 
+// Runs body in a child process, and says how the child ended: "exit 0", "exit 1" (body threw,
+// or a sanitizer stopped it), or the signal that ended it, "SIGABRT" for a failed assertion.
+// The test binary itself goes on, so a test case can show that a broken rule is caught.
+template <typename Body>
+std::string how_it_ends(Body body) {
+  std::cout.flush();  // nothing buffered before the fork is written twice
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // doctest's handler would report a crash of the child
+    const int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    dup2(null, STDERR_FILENO);  // the assertion's message is expected: keep the output clean
+    try {
+      body();
+    } catch (...) {
+      _exit(1);
+    }
+    _exit(0);  // not exit(): nothing of the parent's (doctest's report) runs twice
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  if (WIFEXITED(status)) return "exit " + std::to_string(WEXITSTATUS(status));
+  return std::string("SIG") + sigabbrev_np(WTERMSIG(status));
+}
+
 }  // namespace
 
 TEST_CASE("an event resumes the coroutine waiting on that socket, and no other") {
@@ -135,6 +164,49 @@ TEST_CASE("an exception that leaves a spawned coroutine is reported, and the rea
         "error: a spawned coroutine failed: something broke\n");
   CHECK(reactor.spawned_count() == 0);
 }
+
+TEST_CASE("a FatalError that leaves a spawned coroutine ends the loop: run() throws it") {
+  Reactor reactor;
+  // log() writes to descriptor 2 itself: catch it in a pipe for the length of the test.
+  int pipe_fds[2];
+  REQUIRE(pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) == 0);
+  const Fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  const Fd saved(dup(STDERR_FILENO));
+  REQUIRE(dup2(write_end.get(), STDERR_FILENO) == STDERR_FILENO);
+  // What accept() throws when the listener cannot go on: no client will ever be accepted again.
+  reactor.spawn([]() -> Task<void> {
+    throw FatalError("accept: Invalid argument");
+    co_return;
+  }());
+  CHECK_THROWS_WITH_AS(reactor.run(), "accept: Invalid argument", FatalError);
+  dup2(saved.get(), STDERR_FILENO);
+  char text[256] = {};
+  CHECK(read(read_end.get(), text, sizeof text) < 0);  // not reported as one coroutine's failure
+  CHECK(reactor.spawned_count() == 0);
+}
+
+#ifndef NDEBUG
+TEST_CASE("a second coroutine waiting for the same direction of a socket is caught at once") {
+  const auto wait_to_read = [](Reactor& reactor, Watch& watch) -> Task<void> {
+    co_await reactor.wait(watch.reader, kNever);
+  };
+  // One waiter is fine: the child process goes on and exits normally.
+  CHECK(how_it_ends([&] {
+          Watch watch;  // first, so that it outlives the frames that wait in it
+          Reactor reactor;
+          reactor.spawn(wait_to_read(reactor, watch));
+          reactor.run_once(0);
+        }) == "exit 0");
+  // A second would silently take the first one's place, and the first would wait for ever.
+  CHECK(how_it_ends([&] {
+          Watch watch;  // first, so that it outlives the frames that wait in it
+          Reactor reactor;
+          reactor.spawn(wait_to_read(reactor, watch));
+          reactor.spawn(wait_to_read(reactor, watch));
+          reactor.run_once(0);
+        }) == "SIGABRT");
+}
+#endif
 
 TEST_CASE("write_all keeps its own copy of what it still has to send while it waits") {
   Reactor reactor;
@@ -238,11 +310,13 @@ TEST_CASE("a read that waits longer than the idle timeout ends with IdleTimeout"
 }
 
 TEST_CASE("bytes that keep moving keep the idle timeout away") {
+  using std::chrono::milliseconds;
+  constexpr milliseconds kIdleTimeout{1000};
   Reactor reactor;
   auto [server, client] = make_pair();
   std::string outcome;
-  reactor.spawn([](Reactor& r, Fd socket, std::string& result) -> Task<void> {
-    Connection connection(r, std::move(socket), std::chrono::milliseconds(100));
+  reactor.spawn([](Reactor& r, Fd socket, milliseconds timeout, std::string& result) -> Task<void> {
+    Connection connection(r, std::move(socket), timeout);
     try {
       for (;;) {
         const std::span<const char> bytes = co_await connection.read_some();
@@ -253,16 +327,26 @@ TEST_CASE("bytes that keep moving keep the idle timeout away") {
     } catch (const IdleTimeout& e) {
       result = e.what();
     }
-  }(reactor, std::move(server), outcome));
-  // A byte every 20 ms for 400 ms: four times the timeout in all, never 100 ms without one.
+  }(reactor, std::move(server), kIdleTimeout, outcome));
+  reactor.run_once(0);  // starts, and waits for the first byte
+  // Driven by events, so that a slow machine cannot fail it: the loop runs only once a byte
+  // has been sent (an event and a deadline in the same round: the event wins), and then for
+  // at most a twentieth of the timeout while nothing is pending. Only a stall of most of a
+  // second inside that short window could close the connection. For half as long again as the
+  // timeout in all, so that a deadline which bytes do not move passes while the loop runs.
   const auto start = Clock::now();
-  for (int i = 0; i < 20; ++i) {
+  while (Clock::now() - start < kIdleTimeout * 3 / 2 && outcome.empty()) {
+    const auto sent = Clock::now();
     // MSG_NOSIGNAL: if the server closed, a failed check rather than a silent SIGPIPE death.
     REQUIRE(send(client.get(), "x", 1, MSG_NOSIGNAL) == 1);
-    const auto next = start + std::chrono::milliseconds(20 * (i + 1));
-    while (Clock::now() < next)
+    std::string echoed;
+    while (echoed.empty() && outcome.empty() && Clock::now() - sent < std::chrono::seconds(5)) {
       reactor.run_once(1);
-    CHECK(read_available(client) == "x");
+      echoed = read_available(client);
+    }
+    CHECK(echoed == "x");
+    while (Clock::now() - sent < kIdleTimeout / 20 && outcome.empty())
+      reactor.run_once(1);  // idle, well within the timeout, so its deadline has its chance
   }
   CHECK(outcome.empty());
   CHECK(reactor.timer_count() == 1);  // the one pending read's deadline, and no other

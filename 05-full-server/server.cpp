@@ -12,20 +12,6 @@
 
 namespace {
 
-// The ways a client can be gone: nothing owed can reach it, and there is nobody to tell.
-bool client_gone(const std::system_error& e) {
-  switch (e.code().value()) {
-    case ECONNRESET:
-    case EPIPE:
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // How often, at most, a loop logs that it turns clients away: a flood of connects must not
 // become a flood of log lines.
 constexpr std::chrono::seconds kTurnedAwayLogInterval{1};
@@ -39,6 +25,24 @@ std::string peer_of(int fd) {
 }
 
 }  // namespace
+
+ClientError classify_client_error(int error) {
+  switch (error) {
+    case ECONNRESET:    // the client reset the connection
+    case EPIPE:         // it closed its side for good, and we wrote on
+    case ETIMEDOUT:     // it stopped acknowledging: the retransmissions gave up
+    case EHOSTUNREACH:  // the network says it cannot be reached any more (an ICMP error, or
+    case ENETUNREACH:   // the route or the interface it was reached through is gone)
+    case ENETDOWN:
+    case EHOSTDOWN:
+      return ClientError::kGone;
+    case ENOMEM:   // the kernel could not allocate for this connection: it cannot be served now,
+    case ENOBUFS:  // and the others may still be
+      return ClientError::kOutOfMemory;
+    default:
+      return ClientError::kUnexpected;
+  }
+}
 
 bool ConnectionLimit::try_acquire() {
   const std::size_t before = open_.fetch_add(1, std::memory_order_relaxed);
@@ -64,21 +68,24 @@ std::string describe(const LoopCounters& c) {
          " received, " + std::to_string(c.sent) + " sent";
 }
 
-// One admitted connection's place, in this loop's count and in the limit. Lives in the
-// connection's coroutine frame, so the place is given back however the coroutine ends:
-// finished, failed, or destroyed by a loop that stops.
+// One admitted connection's place, in this loop's count and in the limit. admit() makes it
+// the moment the limit grants the place, and moves it into the connection's coroutine as a
+// parameter: a coroutine's parameters live in its frame from the call on, before its lazy body
+// starts. So the place is given back however the coroutine ends (finished, failed, destroyed
+// by a loop that stops, started or not), and if spawn() fails, with the frame it was to own.
 class Worker::Place {
  public:
-  explicit Place(Worker& worker) : worker_(worker) {}
+  explicit Place(Worker& worker) : worker_(&worker) { ++worker.open_here_; }
+  Place(Place&& other) noexcept : worker_(std::exchange(other.worker_, nullptr)) {}
+  Place& operator=(Place&&) = delete;
   ~Place() {
-    --worker_.open_here_;
-    worker_.limit_.release();
+    if (!worker_) return;  // moved into the frame, which gives it back
+    --worker_->open_here_;
+    worker_->limit_.release();
   }
-  Place(const Place&) = delete;
-  Place& operator=(const Place&) = delete;
 
  private:
-  Worker& worker_;
+  Worker* worker_;
 };
 
 Worker::Worker(unsigned index, Fd listener, const Options& options, ConnectionLimit& limit)
@@ -93,7 +100,13 @@ std::string Worker::name() const {
 }
 
 void Worker::request(Request request) {
-  requested_.store(request, std::memory_order_release);
+  // Only up: a kDrain that comes after kStopNow (a loop that failed after a second signal) must
+  // not turn it back into a drain before this loop has even read it.
+  Request asked = requested_.load(std::memory_order_relaxed);
+  while (asked < request &&
+         !requested_.compare_exchange_weak(asked, request, std::memory_order_release,
+                                           std::memory_order_relaxed)) {
+  }
   wakeup_.notify();
 }
 
@@ -102,31 +115,36 @@ bool Worker::finished() const {
 }
 
 void Worker::run() {
-  reactor_.spawn(accept_clients());
-  reactor_.spawn(follow_requests());
-  while (!finished())
-    reactor_.run_once(-1);
+  std::exception_ptr failure;
+  try {
+    reactor_.spawn(accept_clients());
+    reactor_.spawn(follow_requests());
+    while (!finished())
+      reactor_.run_once(-1);
+  } catch (...) {
+    // A FatalError (epoll_wait, accept, the wake-up) or std::bad_alloc: this loop cannot go
+    // on. It ends the way a stop-now does, and throws what ended it once that is done.
+    failure = std::current_exception();
+  }
   counters_.closed_forced = open_here_;
-  // What still runs ends here, in this loop's thread: each frame's destructors close its
-  // socket and give its place back.
+  // What still runs ends here, in this loop's thread, however the loop ended: each frame's
+  // destructors close its socket and give its place back, and its waits leave the Watch slots
+  // of listener_ and wakeup_ while those exist. (~Reactor would be too late: it runs after
+  // them.)
   reactor_.destroy_all();
   listener_.reset();
   counters_.received = reactor_.traffic().received;
   counters_.sent = reactor_.traffic().sent;
-  if (!failure_.empty()) throw FatalError(failure_);
+  if (failure) std::rethrow_exception(failure);
 }
 
+// A failure of the listener (a FatalError out of accept) is the loop's: the reactor throws it
+// out of run_once(), into run().
 Task<void> Worker::accept_clients() {
-  try {
-    for (;;) {
-      Fd client = co_await listener_->accept();
-      if (!client) break;  // stopped, and nobody is queued any more
-      admit(std::move(client));
-    }
-  } catch (const FatalError& e) {
-    failure_ = name() + ": " + e.what();
-    stop_now_ = true;
-    co_return;
+  for (;;) {
+    Fd client = co_await listener_->accept();
+    if (!client) break;  // stopped, and nobody is queued any more
+    admit(std::move(client));
   }
   // Only now: closing a listener resets the connections still in its accept queue.
   listener_.reset();
@@ -140,13 +158,13 @@ void Worker::admit(Fd client) {
     turn_away();
     return;  // client is closed here
   }
-  ++open_here_;
+  Place place(*this);  // what try_acquire() took, given back however this connection ends
   ++counters_.accepted;
   if (log_enabled(LogLevel::kDebug)) {
     log(LogLevel::kDebug, name() + ": accepted " + peer_of(client.get()) + ", " +
                               count_of(open_here_, "connection") + " open in this loop");
   }
-  reactor_.spawn(serve(std::move(client)));
+  reactor_.spawn(serve(std::move(place), std::move(client)));
 }
 
 void Worker::turn_away() {
@@ -161,9 +179,8 @@ void Worker::turn_away() {
   turned_away_unlogged_ = 0;
 }
 
-// The echo of stage 4, plus the idle timeout.
-Task<void> Worker::serve(Fd socket) {
-  const Place place(*this);
+// The echo of stage 4, plus the idle timeout. place is this connection's, from admit().
+Task<void> Worker::serve([[maybe_unused]] Place place, Fd socket) {
   Connection client(reactor_, std::move(socket), options_.idle_timeout);
   try {
     for (;;) {
@@ -175,7 +192,12 @@ Task<void> Worker::serve(Fd socket) {
     ++counters_.closed_idle;
     log(LogLevel::kDebug, name() + ": closed a connection " + e.what());
   } catch (const std::system_error& e) {
-    if (!client_gone(e)) throw;  // anything else is a bug: the reactor reports it
+    const ClientError error = classify_client_error(e.code().value());
+    if (error == ClientError::kUnexpected) throw;  // a bug: the reactor reports it
+    if (error == ClientError::kOutOfMemory) {
+      log(LogLevel::kWarn,
+          name() + ": closing a connection: " + e.what() + " (the kernel is short of memory)");
+    }
   }
 }  // ~Connection: deregistered and closed; ~Place: its place given back
 

@@ -44,7 +44,16 @@ LoopCounters& operator+=(LoopCounters& total, const LoopCounters& more);
 // received, 1200 sent": the counters as a log line says them.
 std::string describe(const LoopCounters& counters);
 
-// What another thread can ask of a running loop.
+// What the errno of a failed call on one client's socket means for the server.
+enum class ClientError {
+  kGone,         // the client, or the way to it, is gone: close it quietly, nobody is left to tell
+  kOutOfMemory,  // the kernel is short of memory: close this connection, say so, serve the rest
+  kUnexpected,   // nothing a client can cause: a bug, which the reactor reports
+};
+ClientError classify_client_error(int error);
+
+// What another thread can ask of a running loop, in rising order: a request only ever raises
+// what was asked before it.
 enum class Request {
   kNone,
   kDrain,    // stop accepting (after taking what is queued), finish open connections, stop
@@ -60,12 +69,15 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // Runs the loop in the calling thread until it has stopped (after request(), or a fatal
-  // error); then destroys what it still runs, in this thread. Throws FatalError.
+  // error); then destroys what it still runs, in this thread. Throws what ended the loop when
+  // it failed: a FatalError (or std::bad_alloc), once everything has been destroyed.
   void run();
-  // From any thread. A later request overrides an earlier one: kStopNow after kDrain.
+  // From any thread. Only ever raises what was asked: kStopNow after kDrain stops now, and a
+  // kDrain after kStopNow changes nothing.
   void request(Request request);
 
   unsigned index() const { return index_; }
+  std::string name() const;  // "loop 0", for log lines
   // Safe to read once run() has returned.
   const LoopCounters& counters() const { return counters_; }
 
@@ -74,16 +86,17 @@ class Worker {
   Task<void> accept_clients();
   void admit(Fd client);
   void turn_away();
-  Task<void> serve(Fd client);
+  Task<void> serve(Place place, Fd client);
   Task<void> follow_requests();
   Task<void> enforce_shutdown_timeout();
   bool finished() const;
-  std::string name() const;
 
   const unsigned index_;
   const Options& options_;
   ConnectionLimit& limit_;
-  Reactor reactor_;                   // before everything registered with it
+  // First, so destroyed last: listener_ and wakeup_ deregister from it as they go. The frames
+  // it owns wait in their Watch slots, so run() destroys those frames before it returns.
+  Reactor reactor_;
   std::optional<Listener> listener_;  // reset once it has stopped and its queue is empty
   Wakeup wakeup_;
   std::atomic<Request> requested_{Request::kNone};
@@ -92,7 +105,6 @@ class Worker {
   bool draining_ = false;  // a kDrain request came
   bool stop_now_ = false;  // a kStopNow request came, or the shutdown timeout passed
   std::size_t open_here_ = 0;
-  std::string failure_;  // why the loop could not go on, if it could not
   LoopCounters counters_;
   std::uint64_t turned_away_unlogged_ = 0;
   Clock::time_point turned_away_logged_{};

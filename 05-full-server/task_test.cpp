@@ -7,6 +7,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace {
 
@@ -83,17 +84,32 @@ Task<int> rethrow_twice_removed() {
   co_return 0;
 }
 
-// Counts its own destruction: a local of a coroutine body, to see whether the frame was freed.
-struct Witness {
-  explicit Witness(int& destroyed) : destroyed_(destroyed) {}
-  ~Witness() { ++destroyed_; }
-  int& destroyed_;
+// Counts its own destruction, unless it was moved from. Passed by value to a coroutine, it is
+// moved into the frame and stays there until the frame itself is destroyed, body finished or
+// not: a witness of the frame. (A local of the body would be gone at co_return.)
+class Witness {
+ public:
+  explicit Witness(int& destroyed) : destroyed_(&destroyed) {}
+  Witness(Witness&& other) noexcept : destroyed_(std::exchange(other.destroyed_, nullptr)) {}
+  ~Witness() {
+    if (destroyed_) ++*destroyed_;
+  }
+
+ private:
+  int* destroyed_;
 };
 
-Task<int> wait_then_answer(ManualEvent& event, int& destroyed) {
-  Witness witness(destroyed);
+Task<int> wait_then_answer(ManualEvent& event, [[maybe_unused]] Witness witness) {
   co_await event;
   co_return 7;
+}
+
+// Awaits a task that waits, then waits itself: the Task of the first co_await is a temporary,
+// destroyed (with the inner frame) when that statement ends, as read_some()'s is in an echo.
+Task<int> answer_then_wait(ManualEvent& first, ManualEvent& second, int& destroyed) {
+  const int answer = co_await wait_then_answer(first, Witness(destroyed));
+  co_await second;
+  co_return answer + 1;
 }
 
 Task<long> sum_of_ones(long count) {
@@ -155,20 +171,39 @@ TEST_CASE("a task that waits resumes its awaiter when it ends, with the value") 
   ManualEvent event;
   int destroyed = 0;
   std::optional<int> result;
-  Driver driver = drive(wait_then_answer(event, destroyed), result);
+  Driver driver = drive(wait_then_answer(event, Witness(destroyed)), result);
   CHECK_FALSE(driver.done());  // suspended inside the task, on the event
   CHECK(event.waiting());
   event.fire();  // as the reactor would, when the socket is ready
   CHECK(driver.done());
   CHECK(result == 7);
-  CHECK(destroyed == 1);  // the task's frame went with the Task, after co_await returned
+  // The body has ended, but the frame is the Task's, and the Task (a parameter of drive) is
+  // still in the driver's frame: the frame goes with the Task, not before, and not never.
+  CHECK(destroyed == 0);
+  driver.destroy();
+  CHECK(destroyed == 1);
+}
+
+TEST_CASE("a task that waited resumes an awaiter that itself waited, up a chain of two") {
+  ManualEvent first, second;
+  int destroyed = 0;
+  std::optional<int> result;
+  Driver driver = drive(answer_then_wait(first, second, destroyed), result);
+  REQUIRE(first.waiting());
+  first.fire();           // the inner task ends and resumes the outer one, which waits in its turn
+  CHECK(destroyed == 1);  // the inner frame, freed from inside its own final_suspend
+  CHECK_FALSE(driver.done());
+  REQUIRE(second.waiting());
+  second.fire();  // the outer task ends and resumes the driver, which never saw it end at once
+  CHECK(driver.done());
+  CHECK(result == 8);
 }
 
 TEST_CASE("destroying a suspended chain frees every frame in it") {
   ManualEvent event;
   int destroyed = 0;
   std::optional<int> result;
-  Driver driver = drive(add_one(wait_then_answer(event, destroyed)), result);
+  Driver driver = drive(add_one(wait_then_answer(event, Witness(destroyed))), result);
   REQUIRE(event.waiting());
   // The loop shuts down with this connection still waiting: destroying the outermost frame
   // destroys the Task it holds, whose destructor destroys the inner frame, and so on. A leak

@@ -196,6 +196,8 @@ class Server:
         self.death_handled = False
 
     def stderr_text(self):
+        if self.proc.stderr is not None:  # start_server(stderr_pipe=True)
+            return "(not kept: stderr was a pipe that the test held)"
         return self.stderr_path.read_bytes().decode("utf-8", "replace")
 
     def death_message(self):
@@ -284,17 +286,21 @@ def _wait_for_listening_line(server, seconds):
 
 @pytest.fixture
 def start_server(server_command, tmp_path, request):
-    """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None) -> Server.
+    """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None,
+    stderr_pipe=False) -> Server.
 
     Starts the binary with --host/--port (None leaves a flag out, to test its default), sends
     stdout and stderr to files in tmp_path (a full pipe would block a chatty server), waits for
-    the `listening on` line and checks it. At teardown, closes the clients, fails the test if a
-    server died during it, and stops every server by PID.
+    the `listening on` line and checks it. With stderr_pipe=True, stderr is a pipe instead, whose
+    read end the test holds as server.proc.stderr (to close it, as `| tee` does when it exits).
+    At teardown, closes the clients, fails the test if a server died during it, and stops every
+    server by PID.
     """
     servers = []
     request.node.stash[SERVERS_KEY] = servers
 
-    def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0):
+    def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0,
+              stderr_pipe=False):
         argv = list(server_command)
         if host is not None:
             argv += ["--host", host]
@@ -305,7 +311,8 @@ def start_server(server_command, tmp_path, request):
         stdout_path = tmp_path / f"server-{n}.stdout"
         stderr_path = tmp_path / f"server-{n}.stderr"
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.PIPE if stderr_pipe else err,
                                     cwd=tmp_path, preexec_fn=helpers.child_limits(nofile))
         server = Server(argv, proc, stdout_path, stderr_path)
         servers.append(server)
@@ -328,6 +335,8 @@ def start_server(server_command, tmp_path, request):
     for server in servers:
         for sock in server.clients:
             sock.close()
+        if server.proc.stderr is not None:
+            server.proc.stderr.close()
     deaths = []
     for server in servers:
         message = None if server.death_handled else server.death_message()

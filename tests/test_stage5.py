@@ -154,23 +154,28 @@ def _assert_not_served(server, what):
         assert data != b"too late", f"{what}: a client connecting after it was echoed"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_graceful_shutdown_finishes_open_connections(start_server, signum):
-    """Catches an abrupt exit on a signal (owed bytes lost), accepting after it, or not exiting
-    once the last client has finished."""
+def _signal_mid_transfer(server, signum, seed):
+    """Starts a 4 MiB echo, sends signum halfway through it, and checks that the server still
+    runs 0.2 s later. Returns what _finish_transfer needs: the client, its data, the echo so far."""
+    __tracebackhide__ = True
     name = signal.Signals(signum).name
-    server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000)
     client = server.connect()
-    data = payload(4 * MiB, seed=1500)
-    half = len(data) // 2
-    client.sendall(data[:half])
+    data = payload(4 * MiB, seed=seed)
+    client.sendall(data[:len(data) // 2])
     first, why = read_up_to(client, 1 * MiB, deadline_after(10))
     assert why is None, f"before {name}: {why}"
     server.proc.send_signal(signum)
     time.sleep(scaled(0.2))
     server.assert_alive(f"0.2 s after {name}, with a client mid-transfer")
-    _assert_not_served(server, f"after {name}")
-    client.sendall(data[half:])  # the client is not done: the server must keep echoing it
+    return client, data, first
+
+
+def _finish_transfer(server, signum, client, data, first):
+    """The client sends the rest and half-closes: it must get every byte back, then EOF, and the
+    server must exit 0 once it has."""
+    __tracebackhide__ = True
+    name = signal.Signals(signum).name
+    client.sendall(data[len(data) // 2:])  # the client is not done: the server must keep echoing
     client.shutdown(socket.SHUT_WR)
     rest, why = recv_until_eof(client, deadline_after(30))
     got = first + rest
@@ -178,6 +183,27 @@ def test_graceful_shutdown_finishes_open_connections(start_server, signum):
         f"after {name}, a client mid-transfer got {len(got)} of {len(data)} bytes"
         f" ({'exact' if data.startswith(got) else 'corrupted'}), then: {why or 'EOF'}")
     _wait_exit(server, 10, f"after {name} and the last client's EOF")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_graceful_shutdown_finishes_open_connections(start_server, signum):
+    """Catches an abrupt exit on a signal (owed bytes lost), accepting after it, or not exiting
+    once the last client has finished."""
+    server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000)
+    client, data, first = _signal_mid_transfer(server, signum, seed=1500)
+    _assert_not_served(server, f"after {signal.Signals(signum).name}")
+    _finish_transfer(server, signum, client, data, first)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_shutdown_survives_log_pipe_whose_reader_is_gone(start_server, signum):
+    """Catches a server killed by SIGPIPE when it logs its shutdown to a pipe nobody reads any
+    more: `make run 2>&1 | tee log`, where Ctrl-C ends tee as well. The drain is cut short, and
+    the open clients are reset."""
+    server = start_server("--threads", 2, "--shutdown-timeout-ms", 20000, stderr_pipe=True)
+    server.proc.stderr.close()  # the reader is gone: the next write to the pipe fails (EPIPE)
+    client, data, first = _signal_mid_transfer(server, signum, seed=1550)
+    _finish_transfer(server, signum, client, data, first)
 
 
 def test_shutdown_timeout_force_closes_lingering_clients(start_server):
