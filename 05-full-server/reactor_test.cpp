@@ -144,44 +144,55 @@ TEST_CASE("the reactor owns what it spawns: unfinished frames are destroyed with
   CHECK(recv(client.get(), &byte, 1, 0) == 0);  // the server's side was closed: EOF
 }
 
+// What log() writes while it lives: log() writes to descriptor 2 itself, so descriptor 2 is
+// a pipe until text() puts the real stderr back.
+class CapturedStderr {
+ public:
+  CapturedStderr() {
+    int pipe_fds[2];
+    REQUIRE(pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) == 0);
+    read_end_.reset(pipe_fds[0]);
+    const Fd write_end(pipe_fds[1]);
+    REQUIRE(dup2(write_end.get(), STDERR_FILENO) == STDERR_FILENO);
+  }
+  ~CapturedStderr() { dup2(saved_.get(), STDERR_FILENO); }
+  CapturedStderr(const CapturedStderr&) = delete;
+  CapturedStderr& operator=(const CapturedStderr&) = delete;
+
+  std::string text() {
+    dup2(saved_.get(), STDERR_FILENO);  // the pipe's last writer gone: what it holds is all
+    char chunk[256];
+    const ssize_t n = read(read_end_.get(), chunk, sizeof chunk);
+    return std::string(chunk, n > 0 ? static_cast<std::size_t>(n) : 0);
+  }
+
+ private:
+  const Fd saved_{dup(STDERR_FILENO)};
+  Fd read_end_;
+};
+
 TEST_CASE("an exception that leaves a spawned coroutine is reported, and the reactor goes on") {
   Reactor reactor;
-  // log() writes to descriptor 2 itself: catch it in a pipe for the length of the test.
-  int pipe_fds[2];
-  REQUIRE(pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) == 0);
-  const Fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
-  const Fd saved(dup(STDERR_FILENO));
-  REQUIRE(dup2(write_end.get(), STDERR_FILENO) == STDERR_FILENO);
+  CapturedStderr stderr_text;
   reactor.spawn([]() -> Task<void> {
     throw std::runtime_error("something broke");
     co_return;
   }());
   reactor.run_once(0);
-  dup2(saved.get(), STDERR_FILENO);
-  char text[256] = {};
-  const ssize_t n = read(read_end.get(), text, sizeof text - 1);
-  CHECK(std::string(text, n > 0 ? static_cast<std::size_t>(n) : 0) ==
-        "error: a spawned coroutine failed: something broke\n");
+  CHECK(stderr_text.text() == "error: a spawned coroutine failed: something broke\n");
   CHECK(reactor.spawned_count() == 0);
 }
 
 TEST_CASE("a FatalError that leaves a spawned coroutine ends the loop: run() throws it") {
   Reactor reactor;
-  // log() writes to descriptor 2 itself: catch it in a pipe for the length of the test.
-  int pipe_fds[2];
-  REQUIRE(pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) == 0);
-  const Fd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
-  const Fd saved(dup(STDERR_FILENO));
-  REQUIRE(dup2(write_end.get(), STDERR_FILENO) == STDERR_FILENO);
+  CapturedStderr stderr_text;
   // What accept() throws when the listener cannot go on: no client will ever be accepted again.
   reactor.spawn([]() -> Task<void> {
     throw FatalError("accept: Invalid argument");
     co_return;
   }());
   CHECK_THROWS_WITH_AS(reactor.run(), "accept: Invalid argument", FatalError);
-  dup2(saved.get(), STDERR_FILENO);
-  char text[256] = {};
-  CHECK(read(read_end.get(), text, sizeof text) < 0);  // not reported as one coroutine's failure
+  CHECK(stderr_text.text().empty());  // not reported as one coroutine's failure
   CHECK(reactor.spawned_count() == 0);
 }
 
