@@ -58,7 +58,9 @@ CAUGHT_BY = {
     "test_fairness.py::test_flooding_client_does_not_starve_others": ["no_budget"],
     "test_fd_leaks.py::test_closed_connections_do_not_leak_fds": ["fd_leak"],
     "test_fd_leaks.py::test_mixed_concurrent_connections_do_not_leak_fds": ["fd_leak"],
-    "test_half_close.py::test_half_close_tail_not_dropped": ["halfclose_drop", "eagain_fatal"],
+    # Not eagain_fatal: this client is backpressured, so the server mostly stops at its cap or
+    # at the EOF, and meets EAGAIN (which that mode takes for an error) only now and then.
+    "test_half_close.py::test_half_close_tail_not_dropped": ["halfclose_drop"],
     "test_half_close.py::test_eof_after_half_close_with_nothing_owed": ["eof_ignored"],
     "test_half_close.py::test_half_close_right_after_connect_gives_eof": ["eof_ignored"],
     "test_half_close.py::test_data_arriving_with_fin_is_echoed": ["close_on_rdhup"],
