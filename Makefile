@@ -162,13 +162,15 @@ selftest: check-deps FORCE
 	@echo "=== self-test: the suite against tests/broken_server, one bug at a time ==="
 	$(PYTHON) tests/selftest.py --server $(BROKEN_SERVER)
 
-# Every code snippet in README.md and docs/ still matches the source it was taken from, and
-# every relative link and anchor there leads somewhere.
+# Every code snippet in README.md and docs/ still matches the source it was taken from, every
+# relative link and anchor there leads somewhere, and no chapter runs over 7,000 words of prose.
 docs-check: FORCE
 	@echo "=== docs: snippets match their sources ==="
 	$(PYTHON) tools/snippets.py check
 	@echo "=== docs: relative links and anchors resolve ==="
 	$(PYTHON) tools/links.py
+	@echo "=== docs: no chapter over 7,000 words of prose (outside code blocks and comments) ==="
+	$(PYTHON) tools/words.py
 
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
