@@ -54,7 +54,7 @@ def headings(path):
 def table(chapter=CHAPTER):
     """The markdown table of steps, one row per step, as the chapter shows it."""
     titles = headings(chapter)
-    rows = ["| step | the server must | the tests it makes pass | taught in |",
+    rows = ["| step | what it asks | the tests it makes pass | taught in |",
             "| --- | --- | --- | --- |"]
     for number, step in enumerate(milestones.STEPS, 1):
         title = titles.get(step["anchor"], step["anchor"]).replace("`", "")
@@ -146,10 +146,10 @@ def grade_server(name, binary, expectation, python):
     if problems:
         problems.append(f"pytest's output for {name}:\n{output}")
     passed = sum(1 for n, o in results.items() if o == "passed")
-    print(f"examples-check: {name}: {passed} of {len(results)} tests passed;"
-          f" {'as the chapter says' if not problems else 'NOT as the chapter says'}:"
-          f" passes steps {', '.join(s['key'] for s in milestones.steps_before(fails_step['key']))},"
-          f" fails {fails_step['key']} ({fails_test})")
+    before = ", ".join(s["key"] for s in milestones.steps_before(fails_step["key"]))
+    print(f"examples-check: {name}: {passed} of {len(results)} tests passed,"
+          f" {'as' if not problems else 'NOT as'} the chapters say (passes steps {before};"
+          f" fails step {fails_step['key']}: {fails_test})")
     return problems
 
 
