@@ -128,16 +128,29 @@ STEPS = [
 
 # The example programs of examples/ that are servers, and where the chapters say each one
 # stops: it passes every step before `fails_step`, and `fails_test` (a test of that step)
-# fails against it. `make examples-check` runs exactly that. Every other examples/*.cpp is a
-# self-checking program that must exit 0.
+# fails against it, as does every test in `also_fails` (tests of later steps that the chapter
+# names, each failing in every run). `make examples-check` runs exactly that. Every other
+# examples/*.cpp is a self-checking program that must exit 0.
 SERVER_EXAMPLES = {
     "blocking_server": {
         "fails_step": "many-clients",
         "fails_test": "test_echo.py::test_each_client_gets_only_its_own_bytes",
+        "also_fails": [],
     },
     "poll_minimal": {
         "fails_step": "owed-bytes",
         "fails_test": "test_large.py::test_partial_write_not_dropped",
+        # One per later step, as docs/01-poll.md lists them. The SIGPIPE death that step
+        # "resets" is about depends on timing, so no test of it is counted on here.
+        "also_fails": [
+            "test_half_close.py::test_half_close_tail_not_dropped",
+            "test_backpressure.py::test_non_reading_client_memory_stays_bounded",
+            "test_resets.py::test_reset_does_not_disturb_other_clients",
+            "test_emfile.py::test_emfile_does_not_spin_and_service_resumes",
+            "test_listener_failure.py::test_listener_failure_exits_1_not_spins",
+            "test_cli.py::test_help_prints_usage_and_exits_0",
+            "test_socket_options.py::test_accepted_sockets_set_tcp_nodelay",
+        ],
     },
 }
 

@@ -126,7 +126,8 @@ def grade_server(name, binary, expectation, python):
     if not any(belongs(fails_test, t) for t in fails_step["tests"]):
         return [f"{name}: {fails_test} is not a test of step {fails_step['key']!r}"]
     must_pass = [t for s in milestones.steps_before(fails_step["key"]) for t in s["tests"]]
-    results, output = run_suite(binary, [*must_pass, fails_test], python)
+    must_fail = [fails_test, *expectation.get("also_fails", [])]
+    results, output = run_suite(binary, [*must_pass, *must_fail], python)
     if results is None:
         return [f"{name}: pytest wrote no report:\n{output}"]
     problems = []
@@ -137,19 +138,20 @@ def grade_server(name, binary, expectation, python):
         for nodeid, result in matches.items():
             if result != "passed":
                 problems.append(f"{name}: {nodeid} {result}; the chapter says {name} passes it")
-    failing = {n: o for n, o in results.items() if belongs(n, fails_test)}
-    if not failing:
-        problems.append(f"{name}: {fails_test} did not run")
-    elif "failed" not in failing.values():
-        problems.append(f"{name}: {fails_test} {', '.join(sorted(set(failing.values())))};"
-                        f" the chapter says {name} fails it (step {fails_step['key']!r})")
+    for listed in must_fail:
+        failing = {n: o for n, o in results.items() if belongs(n, listed)}
+        if not failing:
+            problems.append(f"{name}: {listed} did not run")
+        elif "failed" not in failing.values():
+            problems.append(f"{name}: {listed} {', '.join(sorted(set(failing.values())))};"
+                            f" the chapter says {name} fails it")
     if problems:
         problems.append(f"pytest's output for {name}:\n{output}")
     passed = sum(1 for n, o in results.items() if o == "passed")
     before = ", ".join(s["key"] for s in milestones.steps_before(fails_step["key"]))
     print(f"examples-check: {name}: {passed} of {len(results)} tests passed,"
           f" {'as' if not problems else 'NOT as'} the chapters say (passes steps {before};"
-          f" fails step {fails_step['key']}: {fails_test})")
+          f" fails step {fails_step['key']}: {fails_test}, and {len(must_fail) - 1} more)")
     return problems
 
 

@@ -49,6 +49,10 @@ def test_keys_are_unique_and_server_examples_name_steps():
     for name, expectation in milestones.SERVER_EXAMPLES.items():
         step = milestones.step(expectation["fails_step"])
         assert any(examples.belongs(expectation["fails_test"], t) for t in step["tests"]), name
+        later = [t for s in milestones.STEPS[milestones.STEPS.index(step) + 1:]
+                 for t in s["tests"]]
+        for test in expectation["also_fails"]:
+            assert test in later, f"{name}: {test} is not a test of a step after {step['key']}"
         assert (REPO / "examples" / f"{name}.cpp").is_file(), name
 
 
