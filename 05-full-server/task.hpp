@@ -31,7 +31,7 @@ class PromiseBase {
 
   // At the end of the body. The textbook way on is symmetric transfer (return the awaiting
   // coroutine's handle from here), which the standard means to run in bounded stack however
-  // many hand-overs follow; but g++ 12 makes it a tail call only at -O2 and above without
+  // many hand-overs follow; but g++ 12 makes it a tail call only at -O2, -O3 or -Os without
   // ASan, and elsewhere a loop of a million awaits that finish at once nests a stack frame
   // per await until the stack overflows. This hand-over runs in bounded stack in every build
   // we make; it depends on who is still on the stack:
