@@ -17,10 +17,10 @@ SVG); it needs matplotlib (Debian's python3-matplotlib, for /usr/bin/python3: ma
 A reader's run changes no file of the repository. The course's own figures live in
 docs/data/NAME.json and docs/img/NAME.svg, and only --save writes there: it makes
 docs/data/idle-cost.json the default of `run --out` and of `plot --data`, and draws to
-docs/img/NAME.svg. Chapter 03's figures, for one, are refreshed with
+docs/img/NAME.svg. Chapters 01 and 02's figures are refreshed with
 
-    bench/idle_cost.py run --stage 1 --stage 2 --stage 3 --save --out docs/data/idle-cost-03.json
-    bench/idle_cost.py plot --save --data docs/data/idle-cost-03.json
+    bench/idle_cost.py run --stage 1 --stage 2 --save --out docs/data/idle-cost.json
+    bench/idle_cost.py plot --save --data docs/data/idle-cost.json
 """
 
 import argparse
