@@ -31,6 +31,7 @@ ifneq ($(SANITIZE),)
 endif
 BUILD_ROOT := build$(TREE_SUFFIX)
 STAGE_MAKE = $(MAKE) --no-print-directory -C $(call stage_dir,$(1)) BUILD_ROOT=$(abspath $(BUILD_ROOT))
+EXAMPLES_MAKE = $(MAKE) --no-print-directory -C examples BUILD_ROOT=$(abspath $(BUILD_ROOT))
 ECHOLOAD_MAKE = $(MAKE) --no-print-directory -C tools/echoload BUILD_ROOT=$(abspath $(BUILD_ROOT))
 
 # Only the unit tests need doctest's header. Asked of the compiler, as each stage's Makefile
@@ -61,6 +62,7 @@ HOST ?= 127.0.0.1
 STAGE ?= $(HIGHEST_STAGE)
 
 .PHONY: all help deps check-deps run test unit-tests tools-test format-check clean
+.PHONY: examples examples-check
 .PHONY: bench plots peers bench-deps echoload-binary
 
 all: $(addprefix stage-,$(STAGE_NUMBERS))
@@ -75,6 +77,10 @@ help:
 	@echo "make diff-N         what stage N changed from stage N-1"
 	@echo "make unit-tests     build every stage and run its unit tests only"
 	@echo "make selftest       prove the suite can fail: each bug mode of tests/broken_server"
+	@echo "make examples       build the chapters' example programs (examples/*.cpp) into"
+	@echo "                    $(BUILD_ROOT)/examples/"
+	@echo "make examples-check each example does what its chapter says: a server passes the steps of"
+	@echo "                    tests/milestones.py it is said to pass and fails the next; others exit 0"
 	@echo "make docs-check     every snippet in the docs matches its source; every link resolves"
 	@echo "make echoload       build the load generator (and its unit tests where doctest is installed)"
 	@echo "                    into $(BUILD_ROOT)/tools/echoload/"
@@ -134,11 +140,12 @@ test: check-deps all
 	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
 	@$(MAKE) --no-print-directory tools-test
 ifeq ($(TREE_SUFFIX),)
-	@$(MAKE) --no-print-directory selftest docs-check
-	@echo "make test: every stage, the tools, the self-test and the docs check passed"
+	@$(MAKE) --no-print-directory selftest examples-check docs-check
+	@echo "make test: every stage, the tools, the self-test, the examples and the docs check passed"
 else
-	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test and the"
-	@echo "docs check run in the plain build only: they test the suite and the docs, not the build)"
+	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test, the"
+	@echo "examples check and the docs check run in the plain build only: they test the suite,"
+	@echo "the chapters' claims and the docs, not the build)"
 endif
 
 # The load generator, and its unit tests (they include runs against tiny in-process servers)
@@ -162,20 +169,38 @@ selftest: check-deps FORCE
 	@echo "=== self-test: the suite against tests/broken_server, one bug at a time ==="
 	$(PYTHON) tests/selftest.py --server $(BROKEN_SERVER)
 
-# Every code snippet in README.md and docs/ still matches the source it was taken from, and
-# every relative link and anchor there leads somewhere.
+# The chapters' example programs, one file each (examples/): built with the stages' flags, but
+# never part of a stage (no stage's build and no make diff-N looks there).
+examples: FORCE
+	+@$(EXAMPLES_MAKE) all
+
+# Each example does what its chapter says (tools/examples.py): the servers pass the steps of
+# tests/milestones.py that the chapters say they pass and fail the next one, slow tests left
+# out; every other example is a self-checking program that must exit 0.
+examples-check: check-deps examples
+	@echo "=== examples: each does what its chapter says ==="
+	$(if $(PYTHON),,$(error no python3 here can import pytest and pytest_timeout: run make deps))
+	$(PYTHON) tools/examples.py grade --build-root $(BUILD_ROOT)
+
+# Every code snippet in README.md and docs/ still matches the source it was taken from, every
+# relative link and anchor there leads somewhere, chapter 01's table of steps is
+# tests/milestones.py's, and no chapter runs over 7,000 words of prose.
 docs-check: FORCE
 	@echo "=== docs: snippets match their sources ==="
 	$(PYTHON) tools/snippets.py check
 	@echo "=== docs: relative links and anchors resolve ==="
 	$(PYTHON) tools/links.py
+	@echo "=== docs: chapter 01's table of steps matches tests/milestones.py ==="
+	$(PYTHON) tools/examples.py check-chapter
+	@echo "=== docs: no chapter over 7,000 words of prose (outside code blocks and comments) ==="
+	$(PYTHON) tools/words.py
 
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
 	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
 	diff -ruN --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
-FORMATTED_DIRS := $(STAGE_DIRS) tools/echoload tests/broken_server bench bench/peers
+FORMATTED_DIRS := $(STAGE_DIRS) examples tools/echoload tests/broken_server bench bench/peers
 FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)) \
     bench/peers/*.c)
 format-check:

@@ -24,7 +24,8 @@ class Connection {
   int fd() const { return socket_.get(); }
 
   // The kernel reported bytes to read. eof_queued: it also reported the client's EOF (or an
-  // error), which is never reported again, so reading goes on until recv() returns it.
+  // error). Nothing will wake the loop for it again (a later report woken by something else
+  // would carry it, but none may come), so reading goes on until recv() returns it.
   void mark_readable(bool eof_queued);
   // The kernel reported room in the send buffer.
   void mark_writable() { writable_ = true; }

@@ -245,8 +245,8 @@ TEST_CASE("with the EOF reported, a turn reads on past a short read to the EOF")
   std::vector<char> read_buffer(65536);
   REQUIRE(write_some(client, "tail") == 4);
   REQUIRE(shutdown(client.get(), SHUT_WR) == 0);
-  // One report for both, as EPOLLIN | EPOLLRDHUP: the EOF will not be reported again, so
-  // stopping at the short read of "tail" would leave the connection open for good.
+  // One report for both, as EPOLLIN | EPOLLRDHUP: nothing will wake the loop for the EOF
+  // again, so stopping at the short read of "tail" would leave the connection open for good.
   conn.mark_readable(true);
   conn.serve(read_buffer, 4);
   CHECK(read_available(client) == "tail");

@@ -98,8 +98,9 @@ void Loop::dispatch(std::span<const epoll_event> events) {
 
 void Loop::note_event(Client& client, std::uint32_t events) {
   Connection& conn = client.conn;
-  // EPOLLHUP and EPOLLERR are reported even though nobody asks for them. Like EPOLLRDHUP they
-  // are never reported again: the recv() or send() that follows returns the EOF or the error.
+  // EPOLLHUP and EPOLLERR are reported even though nobody asks for them. Like EPOLLRDHUP, they
+  // are states: a report woken by something else later would carry them again, but nothing
+  // wakes the loop for them again. So they are kept until the recv() or send() that returns them.
   const bool eof_queued = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
   if ((events & EPOLLIN) || eof_queued) conn.mark_readable(eof_queued);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) conn.mark_writable();

@@ -43,10 +43,11 @@ void log(LogLevel level, std::string_view message) {
   } catch (...) {
     return;  // out of memory: a lost log line is better than a lost server
   }
-  // stderr is unbuffered and shared: one write per line keeps lines whole. After a short write
-  // the rest follows (and may land after another thread's line). On an error the line is
-  // dropped and the server goes on: EPIPE, once the reader of a pipe has gone, comes back as an
-  // error only because main() ignores SIGPIPE; otherwise the signal would end the server here.
+  // stderr is unbuffered and shared: one write per line, so that a pipe (up to PIPE_BUF) or an
+  // O_APPEND file keeps each line whole. After a short write the rest follows (and may land
+  // after another thread's line). On an error the line is dropped and the server goes on:
+  // EPIPE, once the reader of a pipe has gone, comes back as an error only because main()
+  // ignores SIGPIPE; otherwise the signal would end the server here.
   const char* rest = line.data();
   std::size_t left = line.size();
   while (left > 0) {

@@ -14,9 +14,10 @@ bool parse_log_level(std::string_view text, LogLevel& level);
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 
-// Writes "<level>: <message>\n" to stderr in one write(2) call, so that lines from several
-// threads do not interleave (through a pipe, a write is kept whole only up to PIPE_BUF bytes,
-// 4096 on Linux: far longer than our lines). Does nothing below the level set; never throws,
+// Writes "<level>: <message>\n" to stderr in one write(2) call. Lines from several threads
+// then stay whole where the kernel promises it: into a pipe for writes up to PIPE_BUF bytes
+// (4096 on Linux; our lines are far shorter), and into a regular file opened with O_APPEND. A
+// terminal or a socket makes no such promise. Does nothing below the level set; never throws,
 // and never stops the server: a line that cannot be written is dropped.
 void log(LogLevel level, std::string_view message);
 

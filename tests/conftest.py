@@ -4,7 +4,10 @@
 
 --stage decides which tests apply: a test marked @pytest.mark.since(K) runs only when N >= K.
 That marker is the only gate; the tests it leaves out are listed at the end of the run with the
-reason from the SINCE table below. --server overrides the binary (default
+reason from the SINCE table below. The gate applies after -k, -m and --deselect, so the list
+holds only tests the selection would otherwise have run, and a closing line accounts for every
+deselected test: so many left out by the stage, so many not selected by -k/-m (QUICK=1's
+-m "not slow"). --server overrides the binary (default
 build/<stage-dir>/server), e.g. for a sanitizer build. --server-args adds arguments to every
 server the suite starts; the self-test uses it to pick a bug mode of tests/broken_server.
 """
@@ -35,6 +38,10 @@ STAGE_KEY = pytest.StashKey[int]()
 SERVER_PATH_KEY = pytest.StashKey[Path]()
 SERVER_ARGS_KEY = pytest.StashKey[list]()
 LEFT_OUT_KEY = pytest.StashKey[dict]()
+# Every test deselected by anything (-k, -m, --deselect, the stage gate), in order; and those
+# of them deselected before the stage gate ran, that is by the selection options.
+DESELECTED_KEY = pytest.StashKey[list]()
+NOT_SELECTED_KEY = pytest.StashKey[list]()
 SERVERS_KEY = pytest.StashKey[list]()
 
 
@@ -89,6 +96,8 @@ def pytest_configure(config):
     config.stash[SERVER_PATH_KEY] = path
     config.stash[SERVER_ARGS_KEY] = shlex.split(config.getoption("server_args"))
     config.stash[LEFT_OUT_KEY] = {}
+    config.stash[DESELECTED_KEY] = []
+    config.stash[NOT_SELECTED_KEY] = []
 
 
 def pytest_report_header(config):
@@ -138,8 +147,19 @@ def _scale_timeout(config, item):
         item.add_marker(pytest.mark.timeout(helpers.scaled(base), **kwargs), append=False)
 
 
+def pytest_deselected(items):
+    """Records what -k, -m and --deselect leave out, to account for it at the end of the run."""
+    config = items[0].config if items else None
+    if config is not None and DESELECTED_KEY in config.stash:
+        config.stash[DESELECTED_KEY].extend(items)
+
+
+# trylast: after -k, -m and --deselect have chosen, so that the stage gate (and the list it
+# prints) sees only the tests the selection would run.
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     stage = config.stash[STAGE_KEY]
+    config.stash[NOT_SELECTED_KEY] = list(config.stash[DESELECTED_KEY])
     kept, left_out = [], []
     by_stage = config.stash[LEFT_OUT_KEY]
     for item in items:
@@ -155,17 +175,63 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+def _selection_options(config):
+    """The options that chose tests, as typed: '-k "emfile" -m "not slow"'."""
+    words = []
+    if config.option.keyword.strip():
+        words.append(f'-k "{config.option.keyword.strip()}"')
+    if config.option.markexpr.strip():
+        words.append(f'-m "{config.option.markexpr.strip()}"')
+    for prefix in config.getoption("deselect") or []:
+        words.append(f"--deselect {prefix}")
+    return " ".join(words) or "another plugin"
+
+
+def _marker_reasons(config, items):
+    """pytest.ini's description of the markers these tests carry, e.g. slow's."""
+    described = dict(line.split(":", 1) for line in config.getini("markers") if ":" in line)
+    names = {m.name for item in items for m in item.iter_markers()}
+    return [f"{name}: {described[name].strip()}" for name in sorted(names & described.keys())
+            if name != "since"]
+
+
+# Lists up to this many tests by name; a longer list (most of the suite, for -k) is counted.
+LIST_AT_MOST = 10
+
+
 def pytest_terminal_summary(terminalreporter, config):
-    by_stage = config.stash.get(LEFT_OUT_KEY, {})
-    if not by_stage:
+    if STAGE_KEY not in config.stash:
         return
     stage = config.stash[STAGE_KEY]
-    terminalreporter.write_sep("-", f"left out for --stage {stage} (see SINCE in conftest.py)")
-    for since in sorted(by_stage):
-        nodeids = by_stage[since]
-        terminalreporter.write_line(f"since stage {since}, {len(nodeids)} tests: {SINCE[since]}")
-        for nodeid in nodeids:
-            terminalreporter.write_line(f"    {nodeid}")
+    by_stage = config.stash[LEFT_OUT_KEY]
+    not_selected = config.stash[NOT_SELECTED_KEY]
+    gated = sum(len(nodeids) for nodeids in by_stage.values())
+    write = terminalreporter.write_line
+    if by_stage:
+        terminalreporter.write_sep("-", f"left out for --stage {stage} (see SINCE in conftest.py)")
+        for since in sorted(by_stage):
+            nodeids = by_stage[since]
+            noun = "test" if len(nodeids) == 1 else "tests"
+            write(f"since stage {since}, {len(nodeids)} {noun}: {SINCE[since]}")
+            for nodeid in nodeids:
+                write(f"    {nodeid}")
+    if not not_selected:
+        return
+    options = _selection_options(config)
+    if len(not_selected) <= LIST_AT_MOST:
+        terminalreporter.write_sep("-", f"not selected by {options}")
+        for reason in _marker_reasons(config, not_selected):
+            write(reason)
+        for item in not_selected:
+            write(f"    {item.nodeid}")
+    parts = []
+    if gated:
+        stages = ", ".join(f"since({since})" for since in sorted(by_stage))
+        parts.append(f"{gated} left out for --stage {stage} ({stages})")
+    else:
+        parts.append(f"--stage {stage} left out none of the selected tests")
+    parts.append(f"{len(not_selected)} not selected by {options}")
+    write(f"{gated + len(not_selected)} deselected: " + "; ".join(parts))
 
 
 @pytest.fixture(scope="session")

@@ -597,11 +597,24 @@ def thread_cpu_seconds(pid):
     return result
 
 
-def cpu_share_over(pid, seconds):
-    """The fraction of one core the process used over the next `seconds` (not scaled)."""
+def cpu_use_over(pid, seconds):
+    """(CPU seconds the process used, seconds that passed) over the next `seconds` (not scaled)."""
     before, start = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / (time.monotonic() - start)
+    return cpu_seconds(pid) - before, time.monotonic() - start
+
+
+def cpu_share_over(pid, seconds):
+    """The fraction of one core the process used over the next `seconds` (not scaled)."""
+    used, elapsed = cpu_use_over(pid, seconds)
+    return used / elapsed
+
+
+def describe_cpu_use(used, elapsed, limit_share):
+    """What a CPU measurement saw, in the kernel's unit, with its bound: for failure messages."""
+    return (f"its CPU time (utime + stime, /proc/PID/stat) grew by {round(used * CLOCK_TICKS)}"
+            f" clock ticks ({used:.2f} s) in {elapsed:.2f} s, {used / elapsed:.0%} of a core;"
+            f" the bound is {limit_share:.0%} ({limit_share * elapsed * CLOCK_TICKS:.0f} ticks)")
 
 
 def rss_bytes(pid):
