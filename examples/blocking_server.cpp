@@ -53,6 +53,10 @@ int listen_on(const Options& options) {
     return -1;
   }
   const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  if (listener < 0) {
+    std::perror("error: socket");
+    return -1;
+  }
   const int on = 1;
   setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   socklen_t len = sizeof addr;

@@ -59,6 +59,10 @@ int listen_on(const Options& options) {
     return -1;
   }
   const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (listener < 0) {
+    std::perror("error: socket");
+    return -1;
+  }
   const int on = 1;
   setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   socklen_t len = sizeof addr;
