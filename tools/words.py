@@ -23,27 +23,16 @@ import re
 import sys
 from pathlib import Path
 
+from links import prose_lines  # the one reading of fenced code blocks
+
 ROOT = Path(__file__).resolve().parent.parent
 CAP = 7000
-FENCE = re.compile(r"^\s*(```|~~~)")
 COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
 def prose(text):
     """The text outside fenced code blocks and HTML comments."""
-    lines = []
-    fenced = None
-    for line in text.splitlines():
-        fence = FENCE.match(line)
-        if fence:
-            if fenced is None:
-                fenced = fence.group(1)
-            elif fence.group(1) == fenced:
-                fenced = None
-            continue
-        if fenced is None:
-            lines.append(line)
-    return COMMENT.sub(" ", "\n".join(lines))
+    return COMMENT.sub(" ", "\n".join(line for _, line in prose_lines(text)))
 
 
 def count_words(text):
