@@ -20,9 +20,11 @@ constexpr std::size_t kMaxEventsPerRound = 1024;
 constexpr void* kListenerTag = nullptr;
 
 // What every client is registered for, once, at accept. EPOLLET: report changes, not states.
-// EPOLLOUT can stay in the set: with edge triggering it is reported when room frees up after
-// a send() found the buffer full, not all the time. EPOLLRDHUP: the client's EOF is reported
-// as such, so its turn reads up to it instead of stopping at the bytes before it.
+// EPOLLOUT can stay in the set: with edge triggering, room wakes the loop only when it frees up
+// after a send() found the buffer full. Other reports carry EPOLLOUT too while there is room,
+// which costs nothing: it is noted, and a client that owes nothing has no work. EPOLLRDHUP:
+// the client's EOF is reported as such, so its turn reads up to it instead of stopping at the
+// bytes before it.
 constexpr std::uint32_t kClientEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
 // epoll_ctl with the event built in place. Returns 0, or the errno of the failure.

@@ -3,7 +3,9 @@
 // suspended. Chapter 04 shows this file whole, next to the stage's Task, which hands over with
 // a bool instead.
 //
-//   g++ -std=c++20 -Wall -Wextra -Wpedantic -Werror examples/textbook_task.cpp -o textbook_task
+//   g++ -std=c++20 -O2 -Wall -Wextra -Wpedantic -Werror examples/textbook_task.cpp -o textbook_task
+//
+// (-O2: at -O0 g++ does not make the hand-over a tail call, and the program says so.)
 //
 // It checks itself: a value and an exception travel through a task, and a million awaits that
 // finish at once run one after another. Exit 0 when all of that holds; otherwise a message on
