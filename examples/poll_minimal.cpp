@@ -8,74 +8,17 @@
 // ends the connection at once, SIGPIPE can end the server, and running out of descriptors or a
 // failed listener makes the loop spin.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
-#include <cstdint>
 #include <cstdio>
-#include <string>
-#include <string_view>
 #include <vector>
 
+#include "listen.hpp"  // Options, parse_command_line, listen_on
+
 namespace {
-
-struct Options {
-  std::string host = "127.0.0.1";
-  std::uint16_t port = 7000;
-};
-
-// Reads `--host IPV4` and `--port N` pairs; false on anything else.
-bool parse_command_line(int argc, char** argv, Options& options) {
-  if (argc % 2 == 0) return false;  // a flag without its value
-  for (int i = 1; i < argc; i += 2) {
-    const std::string_view flag = argv[i];
-    const std::string_view value = argv[i + 1];
-    const char* end = value.data() + value.size();
-    if (flag == "--host") {
-      options.host = value;
-    } else if (flag == "--port") {
-      const auto [stop, error] = std::from_chars(value.data(), end, options.port);
-      if (error != std::errc() || stop != end) return false;
-    } else {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Opens the listening socket, non-blocking, and prints the line scripts wait for; -1 after an
-// error.
-int listen_on(const Options& options) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(options.port);
-  if (inet_pton(AF_INET, options.host.c_str(), &addr.sin_addr) != 1) {
-    std::fprintf(stderr, "error: --host %s: not an IPv4 address\n", options.host.c_str());
-    return -1;
-  }
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  if (listener < 0) {
-    std::perror("error: socket");
-    return -1;
-  }
-  const int on = 1;
-  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  socklen_t len = sizeof addr;
-  if (bind(listener, reinterpret_cast<const sockaddr*>(&addr), len) != 0 ||
-      listen(listener, SOMAXCONN) != 0 ||
-      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::perror("error: bind or listen");
-    return -1;
-  }
-  std::printf("listening on %s:%u\n", options.host.c_str(), unsigned{ntohs(addr.sin_port)});
-  std::fflush(stdout);
-  return listener;
-}
 
 // Reads once from a client that poll() reported and echoes what came; false when the client
 // is done (end-of-file or an error), so the caller closes it.
@@ -99,7 +42,7 @@ int main(int argc, char** argv) {
     std::fputs("usage: poll_minimal [--host IPV4] [--port N]\n", stderr);
     return 2;
   }
-  const int listener = listen_on(options);
+  const int listener = listen_on(options, SOCK_NONBLOCK);
   if (listener < 0) return 1;
   // The interest set: pollfds[0] is the listener, every later entry one client.
   std::vector<pollfd> pollfds{{listener, POLLIN, 0}};
