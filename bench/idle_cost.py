@@ -19,8 +19,8 @@ docs/data/NAME.json and docs/img/NAME.svg, and only --save writes there: it make
 docs/data/idle-cost.json the default of `run --out` and of `plot --data`, and draws to
 docs/img/NAME.svg. Chapters 01 and 02's figures are refreshed with
 
-    bench/idle_cost.py run --stage 1 --stage 2 --save --out docs/data/idle-cost.json
-    bench/idle_cost.py plot --save --data docs/data/idle-cost.json
+    bench/idle_cost.py run --stage 1 --stage 2 --save
+    bench/idle_cost.py plot --save
 """
 
 import argparse

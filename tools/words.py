@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from links import prose_lines  # the one reading of fenced code blocks
+from links import prose_lines, shown  # one reading of fenced blocks, one way to name a file
 
 ROOT = Path(__file__).resolve().parent.parent
 CAP = 7000
@@ -41,11 +41,6 @@ def count_words(text):
 
 def chapters(docs):
     return sorted(docs.glob("0[0-9]-*.md"))
-
-
-def shown(path):
-    path = path.resolve()
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def main(argv=None):
