@@ -341,16 +341,17 @@ def run_test_case(binary, name):
     except subprocess.TimeoutExpired:
         return f"still running after {UNIT_TIMEOUT_SECONDS} s"
     output = run.stdout + run.stderr
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    if run.returncode < 0:
-        said = next((line for line in lines if not line.startswith(("[doctest]", "=="))), "")
-        return f"killed by {signal.Signals(-run.returncode).name}" + (f": {said}" if said else "")
     if run.returncode == 0:
         if re.search(r"test cases:\s*1 \|\s*1 passed", output):
             return None
         return f"no TEST_CASE named {name!r} ran"
-    return next((line for line in lines if "ERROR" in line),
-                lines[0] if lines else f"exit {run.returncode}")
+    # The program's own words (an abort's message) first, then doctest's report of the failure.
+    said = [line.strip() for line in run.stderr.splitlines() if line.strip()]
+    said += [line.strip().replace(f"{binary.parent}/", "") for line in run.stdout.splitlines()
+             if "ERROR" in line]
+    how = (f"killed by {signal.Signals(-run.returncode).name}" if run.returncode < 0
+           else f"exit {run.returncode}")
+    return f"{how}: {said[0]}" if said else how
 
 
 def grade_unit(entries, directory, scratch, cache):
@@ -448,7 +449,7 @@ def check(number, milestone_number, server, lab_dir, quick, root, python=sys.exe
                 return 2
             stage = directory.parent == ROOT and re.fullmatch(r"0[1-5]-.*", directory.name)
             out = (ROOT / "build" / directory.name) if stage else (
-                LAB_BUILD / f"{directory.name}-graded")
+                LAB_BUILD / directory.name)
         failure = build(directory, out.parent, "server")
         if failure:
             print(f"{shown(directory)} does not build:\n{failure}")
