@@ -25,7 +25,9 @@ grading runs pytest (the interpreter running this script must be able to import 
 """
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -266,7 +268,7 @@ class Result:
         self.failing, self.reason = failing, reason
 
 
-def pytest_targets(entries, stage):
+def pytest_targets(entries):
     """pytest's arguments for a milestone's test entries, or a reason they cannot run."""
     targets = []
     for entry in entries:
@@ -283,7 +285,7 @@ def pytest_targets(entries, stage):
 
 
 def grade_suite(entries, stage, binary, quick, python):
-    targets, problem = pytest_targets(entries, stage)
+    targets, problem = pytest_targets(entries)
     if targets is None:
         return Result("failed", 0, len(entries), entries[0], problem)
     selection = ["--stage", str(stage), "--server", str(binary),
@@ -544,6 +546,10 @@ def check_docs(guide=GUIDE):
                            f" table (tools/lab.py table N)"]
     text = guide.read_text(encoding="utf-8")
     for number in LABS:
+        # make lab-N sends the learner to docs/labs.md#lab-N.
+        if f"lab-{number}" not in links.anchors(guide):
+            problems.append(f"{shown(guide)}: no heading `## Lab {number}` (anchor #lab-{number},"
+                            f" which make lab-{number} points to)")
         begin, end = begin_marker(number), end_marker(number)
         if text.count(begin) != 1 or text.count(end) != 1:
             problems.append(f"{shown(guide)}: needs exactly one {begin!r} and one {end!r}")
@@ -560,8 +566,6 @@ def check_docs(guide=GUIDE):
 
 def quietly(function, *arguments, **options):
     """Runs `function`, its printing kept: (return value, what it printed)."""
-    import contextlib
-    import io
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
         value = function(*arguments, **options)

@@ -125,6 +125,9 @@ def test_check_docs_catches_a_drifted_table(tmp_path):
     guide.write_text(text.replace(lab.end_marker(5), ""), encoding="utf-8")
     assert any("needs exactly one" in p for p in lab.check_docs(guide))
     assert any("does not exist" in p for p in lab.check_docs(tmp_path / "missing.md"))
+    unheaded = tmp_path / "unheaded.md"
+    unheaded.write_text(text.replace("## Lab 3\n", "## The third lab\n"), encoding="utf-8")
+    assert any("#lab-3" in p for p in lab.check_docs(unheaded)), lab.check_docs(unheaded)
 
 
 def collected(stage, *targets):
