@@ -419,7 +419,8 @@ def print_failure(number, milestone, result, reference_dir, graded):
     print(f"Hint: {milestone['hint']}")
     path = milestone["read"].split("#", 1)[0]
     print(f"Read: {path}, section \"{heading_text(milestone['read']) or milestone['read']}\"")
-    print(f"Compare with the reference: diff -ru {reference_dir} {graded}")
+    if graded != reference_dir:
+        print(f"Compare with the reference: diff -ru {reference_dir} {graded}")
 
 
 def check(number, milestone_number, server, lab_dir, quick, root, python=sys.executable):
