@@ -122,8 +122,8 @@ def test_clients_registered_edge_triggered(start_server):
 IDLE = 5000
 ROUND_TRIPS = 100
 # With 5,000 idle connections, poll() costs the server tens of times more CPU per round trip
-# than with none (44 to 87 times in 20 runs of stage 1); epoll about the same (0.83 to 1.25
-# times in 20 runs of stage 2). The bound sits far from both.
+# than with none (44 to 254 times in 20 runs of stage 1, median 125); epoll about the same
+# (0.76 to 1.27 times in 20 runs of stage 2). The bound sits far from both.
 MAX_RATIO = 5.0
 
 
