@@ -10,6 +10,8 @@ deselected test: so many left out by the stage, so many not selected by -k/-m (Q
 -m "not slow"). --server overrides the binary (default
 build/<stage-dir>/server), e.g. for a sanitizer build. --server-args adds arguments to every
 server the suite starts; the self-test uses it to pick a bug mode of tests/broken_server.
+The labs' structural checks in tests/lab/ are collected only when a command-line path names
+them (`pytest tests/lab/test_structure.py::test_x --stage 2`), never by `pytest tests`.
 """
 
 import ipaddress
@@ -25,6 +27,9 @@ import pytest
 import helpers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The labs' checks: how a stage is built (epoll, edge-triggered), not what a client sees, so
+# they are no part of the suite; lab grading names them on the command line.
+LAB_DIR = Path(__file__).resolve().parent / "lab"
 STAGES = range(1, 6)
 
 # The one table of stage gates. A test marked since(N) is left out for stages before N,
@@ -54,6 +59,23 @@ def pytest_addoption(parser):
     group.addoption("--server-args", metavar="ARGS", default="",
                     help="extra arguments for every server started (shell words), e.g."
                          " --server-args='--bug cstring' for the self-test's broken server")
+
+
+def _inside(path, directory):
+    return path == directory or directory in path.parents
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leaves out tests/lab/ unless a command-line argument names it or a path inside it, and
+    then collects there only what that argument names: `pytest tests tests/lab/x.py::test_y`
+    adds test_y to the suite, not the rest of x.py."""
+    if not _inside(collection_path, LAB_DIR):
+        return None
+    for arg in config.args:
+        named = (config.invocation_params.dir / arg.split("::", 1)[0]).resolve()
+        if _inside(named, LAB_DIR) and _inside(collection_path, named):
+            return None
+    return True
 
 
 def _stage_dir(stage):

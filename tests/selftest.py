@@ -100,6 +100,7 @@ BY_HAND = {
     "test_stage5.py::test_graceful_shutdown_finishes_open_connections": STAGE5_BY_HAND,
     "test_stage5.py::test_shutdown_timeout_force_closes_lingering_clients": STAGE5_BY_HAND,
     "test_stage5.py::test_shutdown_serves_connections_already_queued": STAGE5_BY_HAND,
+    "test_stage5.py::test_second_signal_closes_remaining_connections_at_once": STAGE5_BY_HAND,
     "test_stage5.py::test_shutdown_survives_log_pipe_whose_reader_is_gone":
         "stage 5 only: stage 5 without signal(SIGPIPE, SIG_IGN) in main() fails it 20 times of"
         " 20, killed by SIGPIPE (return code -13) as it logs the signal",

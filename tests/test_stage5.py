@@ -218,6 +218,34 @@ def test_shutdown_timeout_force_closes_lingering_clients(start_server):
     _wait_exit(server, 10, "after the shutdown timeout")
 
 
+@pytest.mark.parametrize("first, second", [(signal.SIGTERM, signal.SIGTERM),
+                                           (signal.SIGTERM, signal.SIGINT)],
+                         ids=["SIGTERM-SIGTERM", "SIGTERM-SIGINT"])
+def test_second_signal_closes_remaining_connections_at_once(start_server, first, second):
+    """Catches a second signal that is ignored (the server waits out the shutdown timeout) or
+    that kills the server instead of closing its connections and exiting 0."""
+    timeout_s = scaled(60)  # the drain would last this long: far longer than the bound below
+    server = start_server("--threads", 2, "--shutdown-timeout-ms", round(timeout_s * 1000))
+    client = server.connect()
+    echo_roundtrip(client, b"before", f"an echo before {first.name}")
+    server.proc.send_signal(first)
+    time.sleep(scaled(0.3))
+    server.assert_alive(f"0.3 s after {first.name}, with a client connected and idle")
+    echo_roundtrip(client, b"still draining",
+                   f"an echo 0.3 s after {first.name}, within the {timeout_s:.0f} s timeout")
+    server.proc.send_signal(second)
+    sent = time.monotonic()
+    # Exiting is now what we asked for, not a death; _wait_exit checks how. (A test that fails
+    # below closes the client at teardown, and the draining server then exits on its own.)
+    server.death_handled = True
+    what = f"after a second signal ({second.name}) with {timeout_s:.0f} s of drain left"
+    _assert_closed_by_server(client, 5, f"the idle client, {what}")
+    _wait_exit(server, 5, what)
+    took = time.monotonic() - sent
+    assert took < scaled(5), (
+        f"{what}: the server exited {took:.1f} s later; expected well under the timeout")
+
+
 def test_shutdown_serves_connections_already_queued(start_server):
     """Catches closing the listeners with connections still in their accept queues (the kernel
     resets those) instead of accepting them first."""
