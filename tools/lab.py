@@ -263,9 +263,10 @@ def new(number, root):
 class Result:
     """One milestone's grade: status is passed, failed, n/a or not graded yet."""
 
-    def __init__(self, status, passed=0, total=0, failing=None, reason=""):
+    def __init__(self, status, passed=0, total=0, failing=None, reason="", ran=None):
         self.status, self.passed, self.total = status, passed, total
         self.failing, self.reason = failing, reason
+        self.ran = total if ran is None else ran  # fewer than total: stopped at a failure
 
 
 def pytest_targets(entries):
@@ -308,8 +309,9 @@ def grade_suite(entries, stage, binary, quick, python):
                                      deadline=120)
     total = sum(1 for line in listing.splitlines() if "::" in line and " " not in line)
     if failing is None:
-        return Result("failed", passed, total, "?", output.splitlines()[-1])
-    return Result("failed", passed, max(total, len(outcomes)), failing[0], failing[1])
+        return Result("failed", passed, total, "(the pytest run)", output.splitlines()[-1],
+                      ran=len(outcomes))
+    return Result("failed", passed, max(total, len(outcomes)), *failing, ran=len(outcomes))
 
 
 def unit_binary(directory, scratch, cache):
@@ -416,6 +418,9 @@ def print_failure(number, milestone, result, reference_dir, graded):
     print(f"\nMilestone {milestone['key']!r} is not passed yet.")
     print(f"First failing test: {result.failing}")
     print(f"  {result.reason}")
+    if result.ran < result.total:
+        print(f"  ({result.ran} of its {result.total} tests ran: grading stops at the first"
+              f" failure)")
     print(f"Hint: {milestone['hint']}")
     path = milestone["read"].split("#", 1)[0]
     print(f"Read: {path}, section \"{heading_text(milestone['read']) or milestone['read']}\"")

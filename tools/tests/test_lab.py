@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -218,3 +219,20 @@ def test_stage_makefiles_write_the_same_compile_commands(tmp_path):
     for command in commands:
         assert command["directory"] == str(copy)
         assert "-std=c++20" in command["arguments"] and "-Werror" in command["arguments"]
+
+
+def test_a_server_binary_leaves_the_cpp_milestones_out(capsys):
+    # Lab 4's first milestone is the task tests, C++: nothing runs, nothing fails.
+    assert lab.check(4, 1, "/bin/true", None, True, lab.LAB_ROOT) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.split()[:2] == ["1", "task"])
+    assert "n/a" in row
+
+
+def test_a_pytest_run_past_its_deadline_is_stopped():
+    started = time.monotonic()
+    cases, output = examples.run_pytest(
+        ["--stage", "1", "--server", "/bin/true", "tests/test_echo.py"], sys.executable,
+        deadline=0.5)
+    assert time.monotonic() - started < 30
+    assert not cases and "(stopped after 0.5 s)" in output, output
