@@ -519,7 +519,10 @@ def status(root):
 
 
 def about(minutes):
-    return f"{minutes} min" if minutes < 60 else f"{minutes / 60:g} h"
+    """90 -> "1 h 30 min", as the guide says it."""
+    hours, rest = divmod(minutes, 60)
+    return " ".join(part for part in (f"{hours} h" if hours else "", f"{rest} min" if rest else "")
+                    if part)
 
 
 def table(number):
@@ -530,7 +533,9 @@ def table(number):
         path, anchor = milestone["read"].split("#", 1)
         title = (heading_text(milestone["read"]) or anchor).replace("`", "")
         link = f"[{title}]({Path(path).relative_to('docs')}#{anchor})"
-        asks = milestone["asks"].replace("|", "\\|")
+        # A pipe would end the cell, and <T> would be read as an HTML tag.
+        asks = (milestone["asks"].replace("&", "&amp;").replace("<", "&lt;")
+                .replace(">", "&gt;").replace("|", "\\|"))
         rows.append(f"| {index} | `{milestone['key']}` | {asks} | {link} |"
                     f" {about(milestone['minutes'])} |")
     return "\n".join(rows) + "\n"
