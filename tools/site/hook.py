@@ -8,6 +8,7 @@ site agree with GitHub, so that docs/ needs nothing written for the site alone:
 - Links into the source tree (../01-poll/loop.cpp, ../README.md) lead to the repository's web
   view: repo_url and extra.repo_branch of mkdocs.yml.
 - The exercises' answers, <details> blocks, have their Markdown rendered, as GitHub does.
+- Titles in the nav show `code` as plain text rather than with its backticks.
 - Every page of docs/ must be in mkdocs.yml's nav, or the build fails naming it.
 - Mermaid 9 (tools/site/node_modules, installed by `make site-deps`) is copied into the site.
 """
@@ -127,6 +128,8 @@ def on_nav(nav, config, files):
 
 def on_page_markdown(text, page, config, files):
     _extension.page = page
+    # The title the nav and the browser show: MkDocs takes the first heading as written.
+    page.title = links.CODE_SPAN.sub(lambda m: m.group(0).strip("`"), page.title)
     # GitHub renders the Markdown inside <details>; Python-Markdown does with markdown="1".
     lines = text.split("\n")
     fenced = None
