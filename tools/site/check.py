@@ -172,7 +172,7 @@ def check_page(driver, base, doc, shots, report):
 
     for entry in driver.get_log("browser"):
         if entry["level"] == "SEVERE":
-            report(name, f"console error: {entry['message'][:300]}")
+            report(name, f"console error: {' '.join(entry['message'].split())[:300]}")
     asked = list(requests(driver))
     outside = [url for url in asked if urlsplit(url).scheme in ("http", "https", "ws", "wss")
                and urlsplit(url).hostname != "127.0.0.1"]
