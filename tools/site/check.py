@@ -68,15 +68,18 @@ def page_path(doc):
 
 
 class Ids(HTMLParser):
-    """The ids of an HTML file that no browser opened (a file a link leads to)."""
+    """The ids of an HTML file that no browser opened (a file a link leads to), or those of the
+    elements named in `tags` alone."""
 
-    def __init__(self, text):
+    def __init__(self, text, tags=None):
         super().__init__()
+        self.tags = tags
         self.ids = set()
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
-        self.ids.update(value for name, value in attrs if name == "id")
+        if self.tags is None or tag in self.tags:
+            self.ids.update(value for name, value in attrs if name == "id")
 
 
 def walk(node):

@@ -7,10 +7,8 @@ tools are not installed (make site-deps).
 """
 
 import importlib.util
-import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,10 @@ import pytest
 TOOLS = Path(__file__).resolve().parent.parent
 REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
+sys.path.insert(0, str(TOOLS / "site"))
 
-import links  # noqa: E402  (found through the path set just above)
+import links  # noqa: E402  (found through the paths set just above)
+import check  # noqa: E402  (tools/site/check.py)
 
 MERMAID = TOOLS / "site" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
 
@@ -79,15 +79,8 @@ def fixture_site(tmp_path, pages, nav):
     return config, docs
 
 
-class HeadingIds(HTMLParser):
-    def __init__(self, text):
-        super().__init__()
-        self.ids = set()
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        if re.fullmatch(r"h[1-6]", tag):
-            self.ids.update(value for name, value in attrs if name == "id")
+def heading_ids(page):
+    return check.Ids(page.read_text(encoding="utf-8"), {f"h{level}" for level in range(1, 7)}).ids
 
 
 def test_every_heading_of_the_course_has_the_anchor_github_gives_it(can_build, tmp_path):
@@ -95,7 +88,7 @@ def test_every_heading_of_the_course_has_the_anchor_github_gives_it(can_build, t
     assert done.returncode == 0, done.stderr
     for doc in sorted((REPO / "docs").glob("*.md")):
         page = tmp_path / "site" / ("" if doc.stem == "README" else doc.stem) / "index.html"
-        on_site = HeadingIds(page.read_text(encoding="utf-8")).ids
+        on_site = heading_ids(page)
         on_github = links.anchors(doc)
         assert on_site == on_github, (
             f"{doc.name}: only on the site {sorted(on_site - on_github)},"
@@ -111,7 +104,8 @@ def test_anchors_and_source_links_follow_github(can_build, tmp_path):
     done = build(config, tmp_path / "site")
     assert done.returncode == 0, done.stderr
     html = (tmp_path / "site" / "index.html").read_text()
-    assert HeadingIds(html).ids == {"home", "procpidfd-every-descriptor", "answer", "answer-1"}
+    assert heading_ids(tmp_path / "site" / "index.html") == {
+        "home", "procpidfd-every-descriptor", "answer", "answer-1"}
     assert 'href="https://github.com/example/tcp-servers-course/blob/main/README.md"' in html
     assert 'href="https://github.com/example/tcp-servers-course/tree/main/docs"' in html
     assert "<summary>Answer</summary>\n<p>Some <em>emphasis</em>.</p>" in html
@@ -127,8 +121,8 @@ def test_a_page_left_out_of_the_nav_fails_the_build(can_build, tmp_path):
 
 def test_the_checker_reports_a_broken_link_anchor_and_diagram(can_check, tmp_path):
     config, docs = fixture_site(tmp_path, {
-        "README.md": "# Home\n\n[Fine](other.md#a-part), [gone](gone/), [no anchor](other.md#nowhere)"
-                     ".\n\n```mermaid\ngraph LR\n  A --> B\n```\n\n"
+        "README.md": "# Home\n\n[Fine](other.md#a-part), [gone](gone/),"
+                     " [no anchor](other.md#nowhere).\n\n```mermaid\ngraph LR\n  A --> B\n```\n\n"
                      "```mermaid\ngraph TD\n  A -->> B ((( C\n```\n",
         "other.md": "# Other\n\n## A part\n\n```mermaid\nsequenceDiagram\n  A->>B: hello\n```\n",
     }, ["README.md", "other.md"])
