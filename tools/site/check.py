@@ -309,7 +309,8 @@ def main():
         server.stop()
 
     if problems:
-        print(f"site-check: {len(problems)} problems in {len(docs)} pages")
+        plural = "s" if len(problems) != 1 else ""
+        print(f"site-check: {len(problems)} problem{plural} in {len(docs)} pages")
         return 1
     print(f"site-check: {len(docs)} pages loaded without console errors, {asked} requests, all"
           f" to 127.0.0.1; {diagrams} Mermaid diagrams drawn; {len(all_hrefs)} links resolve;"
