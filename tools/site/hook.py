@@ -5,8 +5,8 @@ site agree with GitHub, so that docs/ needs nothing written for the site alone:
 
 - Anchors: headings get GitHub's ids (tools/links.py's slug, with -1, -2, ... for repeated
   headings), so a link that works on GitHub works on the site.
-- Links into the source tree (../01-poll/loop.cpp, ../README.md) lead to the repository's web
-  view: repo_url and extra.repo_branch of mkdocs.yml.
+- Links into the source tree (../01-poll/loop.cpp, ../README.md), and each page's link to its
+  own source, lead to the repository's web view: repo_url and extra.repo_branch of mkdocs.yml.
 - The exercises' answers, <details> blocks, have their Markdown rendered, as GitHub does.
 - Titles in the nav show `code` as plain text rather than with its backticks.
 - Every page of docs/ must be in mkdocs.yml's nav, or the build fails naming it.
@@ -101,6 +101,10 @@ def on_config(config):
     global _extension
     if not config.repo_url:
         raise PluginError("mkdocs.yml: repo_url is not set; links into the source tree need it")
+    # Each page's link to its source, on the same branch as the links into the source tree.
+    root = Path(config.config_file_path).resolve().parent
+    docs = Path(config.docs_dir).resolve().relative_to(root).as_posix()
+    config.edit_uri = f"blob/{config.extra.get('repo_branch', 'main')}/{docs}/"
     toc = config.mdx_configs.setdefault("toc", {})
     toc["slugify"] = slugify
     markdown.extensions.toc.unique = unique  # toc calls the module's unique for each heading
