@@ -132,6 +132,7 @@ class Server:
 
 
 def browser():
+    # selenium is imported where it is used, so that the tests can import this file without it.
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -164,7 +165,8 @@ def wait_for(condition, seconds=WAIT):
 
 
 def check_page(driver, base, doc, shots, report):
-    """Opens one page; reports its problems and returns its ids and the links it holds."""
+    """Opens one page and reports its problems; returns how many requests it made, its ids and
+    the links it holds."""
     name = doc.name
     expected = mermaid_blocks(doc)
     driver.get(base + page_path(doc))
