@@ -24,6 +24,7 @@ Drives Debian's chromium through chromium-driver and python3-selenium (make site
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -175,15 +176,6 @@ def check_page(driver, base, doc, shots, report):
     drawn = wait_for(lambda: (lambda d: (d,) if len(d) >= expected else None)(drawings(driver)))
     drawn = drawn[0] if drawn else drawings(driver)
 
-    for entry in driver.get_log("browser"):
-        if entry["level"] == "SEVERE":
-            report(name, f"console error: {' '.join(entry['message'].split())[:300]}")
-    asked = list(requests(driver))
-    outside = [url for url in asked if urlsplit(url).scheme in ("http", "https", "ws", "wss")
-               and urlsplit(url).hostname != "127.0.0.1"]
-    for url in outside:
-        report(name, f"request to another host than 127.0.0.1: {url[:200]}")
-
     if len(drawn) != expected:
         report(name, f"{len(drawn)} Mermaid diagrams drawn, but the source has {expected}"
                      f" ```mermaid blocks")
@@ -203,8 +195,24 @@ def check_page(driver, base, doc, shots, report):
     from selenium.webdriver.common.by import By
     driver.execute_script("document.querySelector('header').style.visibility = 'hidden'")
     for number, element in enumerate(driver.find_elements(By.CSS_SELECTOR, "div.mermaid"), 1):
-        driver.execute_script("arguments[0].scrollIntoView()", element)
-        element.screenshot(str(shots / f"{stem}-mermaid-{number}.png"))
+        # The whole diagram, even where it is taller than the window.
+        box = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "return {x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height,"
+            " scale: 1}", element)
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "clip": box, "captureBeyondViewport": True})
+        (shots / f"{stem}-mermaid-{number}.png").write_bytes(base64.b64decode(shot["data"]))
+
+    # Last, so that what the screenshots made the page do counts too.
+    for entry in driver.get_log("browser"):
+        if entry["level"] == "SEVERE":
+            report(name, f"console error: {' '.join(entry['message'].split())[:300]}")
+    asked = list(requests(driver))
+    outside = [url for url in asked if urlsplit(url).scheme in ("http", "https", "ws", "wss")
+               and urlsplit(url).hostname != "127.0.0.1"]
+    for url in outside:
+        report(name, f"request to another host than 127.0.0.1: {url[:200]}")
 
     ids = set(driver.execute_script(
         "return Array.from(document.querySelectorAll('[id]')).map(e => e.id)"))
