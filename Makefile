@@ -89,6 +89,9 @@ help:
 	@echo "make labs-check     the labs' seeds and structural checks behave as the guide says"
 	@echo "make labs-grade     every reference stage passes every milestone of its lab (slow)"
 	@echo "make compile-commands  compile_commands.json in each stage directory, for clangd"
+	@echo "make site           the course as a website, in $(SITE_DIR)/ (make serve-docs serves it on"
+	@echo "                    127.0.0.1:$(SITE_PORT)); make site-check opens each page in headless Chromium"
+	@echo "make site-deps      install what the site needs: MkDocs, Material, Chromium, Mermaid from npm"
 	@echo "make echoload       build the load generator (and its unit tests where doctest is installed)"
 	@echo "                    into $(BUILD_ROOT)/tools/echoload/"
 	@echo "make deps           install the Debian packages the tests need"
@@ -147,7 +150,7 @@ test: check-deps all
 	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
 	@$(MAKE) --no-print-directory tools-test
 ifeq ($(TREE_SUFFIX),)
-	@$(MAKE) --no-print-directory selftest examples-check labs-check docs-check
+	@$(MAKE) --no-print-directory selftest examples-check labs-check docs-check site-if-installed
 	@echo "make test: every stage, the tools, the self-test, the examples and the docs check passed"
 else
 	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test, the"
@@ -227,6 +230,46 @@ labs-grade: check-deps
 compile-commands:
 	@set -e; for d in $(STAGE_DIRS); do \
 	  $(MAKE) --no-print-directory -C $$d BUILD_ROOT=$(abspath $(BUILD_ROOT)) compile_commands.json; done
+
+# The course as a website (mkdocs.yml): MkDocs and the Material theme from Debian's packages,
+# Mermaid 9 from npm (tools/site/package.json), checked page by page in Debian's headless
+# Chromium (tools/site/check.py). Not needed to read the course: GitHub renders docs/ as it is.
+SITE_DIR := build/site
+SITE_PORT ?= 8000
+SITE_DEPS := mkdocs mkdocs-material chromium chromium-driver python3-selenium
+SITE_SEARCHES := EPOLLRDHUP=03-epoll-edge.md backpressure=01-poll.md co_await=04-coroutines.md
+# Debian's mkdocs and selenium are installed for /usr/bin/python3, as pytest is.
+SITE_PYTHON ?= $(or $(shell for p in python3 /usr/bin/python3; do \
+    if command -v $$p >/dev/null 2>&1 && $$p -c 'import mkdocs, selenium' 2>/dev/null; \
+    then command -v $$p; break; fi; done),/usr/bin/python3)
+HAS_SITE_TOOLS = $(SITE_PYTHON) -c 'import sys, selenium, mkdocs.utils; \
+    sys.exit("material" not in mkdocs.utils.get_theme_names())' 2>/dev/null \
+    && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    && [ -f tools/site/node_modules/mermaid/dist/mermaid.min.js ]
+.PHONY: site site-check site-deps serve-docs site-if-installed
+
+site:
+	$(SITE_PYTHON) -m mkdocs build --strict --quiet
+	@echo "site: the course is in $(SITE_DIR)/ (make serve-docs serves it)"
+
+site-check: site
+	$(SITE_PYTHON) tools/site/check.py --site $(SITE_DIR) --shots build/site-shots \
+	    $(addprefix --search ,$(SITE_SEARCHES))
+
+serve-docs: site
+	@echo "serving the course at http://127.0.0.1:$(SITE_PORT)/ (Ctrl-C stops it)"
+	@$(SITE_PYTHON) -m http.server -b 127.0.0.1 -d $(SITE_DIR) $(SITE_PORT)
+
+# Debian's npm only where no npm is installed yet (Node.js from elsewhere brings its own).
+site-deps:
+	@$(MAKE) --no-print-directory deps \
+	    DEPS="$(SITE_DEPS) $$(command -v npm >/dev/null 2>&1 || echo npm)"
+	cd tools/site && npm ci --ignore-scripts --no-audit --no-fund
+
+# For make test: the site and its check where their tools are installed, a note otherwise.
+site-if-installed:
+	@if $(HAS_SITE_TOOLS); then $(MAKE) --no-print-directory site-check; \
+	else echo "make test: the site was not built nor checked: make site-deps installs its tools"; fi
 
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
