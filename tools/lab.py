@@ -178,11 +178,11 @@ def git(target, *arguments, identity=()):
 
 
 def make_repository(target, number):
-    """git init and a first commit; says so, or why not, and goes on either way."""
+    """git init and a first commit: True, or says why not and goes on."""
     if shutil.which("git") is None:
         print("git is not installed: the workspace is not a git repository (install git and run"
               " `git init` there to keep your history).")
-        return
+        return False
     git(target, "init", "-q")
     identity = ()
     if not (git(target, "config", "user.name").stdout.strip()
@@ -192,6 +192,7 @@ def make_repository(target, number):
     commit = git(target, "commit", "-q", "-m", f"Lab {number}: the seed", identity=identity)
     if commit.returncode != 0:
         print(f"git commit failed ({commit.stderr.strip()}): commit the seed yourself.")
+    return commit.returncode == 0
 
 
 def build(directory, build_parent, *targets):
@@ -235,8 +236,9 @@ def new(number, root):
                     " stage's test of it, which your `make test` runs.")
     point_build_root(target, build_parent)
     (target / ".gitignore").write_text("compile_commands.json\n", encoding="utf-8")
-    make_repository(target, number)
-    print(f"Lab {number}: {shown(target)}/ is ready.")
+    committed = make_repository(target, number)
+    print(f"Lab {number}: {shown(target)}/ is ready"
+          + (": a git repository of its own, the seed its first commit." if committed else "."))
     print(why)
     failure = build(target, build_parent, "server", "compile_commands.json")
     if failure:
