@@ -198,9 +198,12 @@ def make_repository(target, number):
 def build(directory, build_parent, *targets):
     """Builds `targets` of `directory`'s Makefile into build_parent/<directory name>/: None, or
     the compiler's output when it fails."""
-    run = subprocess.run(["make", "--no-print-directory", JOBS, "-C", str(directory),
-                          f"BUILD_ROOT={build_parent}", *targets],
-                         capture_output=True, text=True)
+    try:
+        run = subprocess.run(["make", "--no-print-directory", JOBS, "-C", str(directory),
+                              f"BUILD_ROOT={build_parent}", *targets],
+                             capture_output=True, text=True)
+    except FileNotFoundError:
+        return "make is not installed (make deps, at the repository's root, lists what is needed)"
     return None if run.returncode == 0 else run.stdout + run.stderr
 
 
