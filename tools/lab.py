@@ -203,7 +203,7 @@ def build(directory, build_parent, *targets):
                               f"BUILD_ROOT={build_parent}", *targets],
                              capture_output=True, text=True)
     except FileNotFoundError:
-        return "make is not installed (make deps, at the repository's root, lists what is needed)"
+        return "make is not installed (on Debian: apt-get install make g++)"
     return None if run.returncode == 0 else run.stdout + run.stderr
 
 
