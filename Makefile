@@ -62,7 +62,7 @@ HOST ?= 127.0.0.1
 STAGE ?= $(HIGHEST_STAGE)
 
 .PHONY: all help deps check-deps run test unit-tests tools-test format-check clean
-.PHONY: examples examples-check
+.PHONY: examples examples-check labs labs-check labs-grade compile-commands
 .PHONY: bench plots peers bench-deps echoload-binary
 
 all: $(addprefix stage-,$(STAGE_NUMBERS))
@@ -82,6 +82,13 @@ help:
 	@echo "make examples-check each example does what its chapter says: a server passes the steps of"
 	@echo "                    tests/milestones.py it is said to pass and fails the next; others exit 0"
 	@echo "make docs-check     every snippet in the docs matches its source; every link resolves"
+	@echo "make lab-N          start lab N: write stage N yourself in lab/0N-<name>/ (docs/labs.md)"
+	@echo "make check-lab-N    grade lab N milestone by milestone (M=k: milestone k only; SERVER=path:"
+	@echo "                    grade a binary; LAB=0N-<name>: grade that directory; QUICK=1)"
+	@echo "make labs           every lab's workspace and last grade (grades nothing)"
+	@echo "make labs-check     the labs' seeds and structural checks behave as the guide says"
+	@echo "make labs-grade     every reference stage passes every milestone of its lab (slow)"
+	@echo "make compile-commands  compile_commands.json in each stage directory, for clangd"
 	@echo "make site           the course as a website, in $(SITE_DIR)/ (make serve-docs serves it on"
 	@echo "                    127.0.0.1:$(SITE_PORT)); make site-check opens each page in headless Chromium"
 	@echo "make site-deps      install what the site needs: MkDocs, Material, Chromium, Mermaid from npm"
@@ -143,7 +150,7 @@ test: check-deps all
 	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
 	@$(MAKE) --no-print-directory tools-test
 ifeq ($(TREE_SUFFIX),)
-	@$(MAKE) --no-print-directory selftest examples-check docs-check site-if-installed
+	@$(MAKE) --no-print-directory selftest examples-check labs-check docs-check site-if-installed
 	@echo "make test: every stage, the tools, the self-test, the examples and the docs check passed"
 else
 	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test, the"
@@ -197,6 +204,32 @@ docs-check: FORCE
 	$(PYTHON) tools/examples.py check-chapter
 	@echo "=== docs: no chapter over 7,000 words of prose (outside code blocks and comments) ==="
 	$(PYTHON) tools/words.py
+	@echo "=== docs: the labs' milestones point to real sections; docs/labs.md's tables match ==="
+	$(PYTHON) tools/lab.py check-docs
+
+# The labs (docs/labs.md): the learner writes stage N in lab/0N-<name>/, a git repository of
+# their own that no target removes or overwrites; tools/lab.py grades it by the milestones of
+# tests/milestones.py. The standard library's python is enough to start one.
+LAB_PYTHON = $(or $(PYTHON),python3)
+lab-%: FORCE
+	@$(LAB_PYTHON) tools/lab.py new $*
+check-lab-%: check-deps FORCE
+	$(if $(PYTHON),,$(error no python3 here can import pytest and pytest_timeout: run make deps))
+	@$(PYTHON) tools/lab.py check $* $(if $(M),--milestone $(M)) $(if $(SERVER),--server $(SERVER)) \
+	    $(if $(LAB),--lab $(LAB)) $(if $(QUICK),--quick)
+labs:
+	@$(LAB_PYTHON) tools/lab.py status
+# Quick (part of make test): each lab's seed fails where the guide says, and the structural
+# checks tell the reference stages apart.
+labs-check: check-deps all
+	@echo "=== labs: the seeds and the structural checks behave as the labs guide says ==="
+	$(PYTHON) tools/lab.py selfcheck
+# Slow (CI): every reference stage passes every milestone of its lab, slow tests included.
+labs-grade: check-deps
+	$(PYTHON) tools/lab.py grade-references
+compile-commands:
+	@set -e; for d in $(STAGE_DIRS); do \
+	  $(MAKE) --no-print-directory -C $$d BUILD_ROOT=$(abspath $(BUILD_ROOT)) compile_commands.json; done
 
 # The course as a website (mkdocs.yml): MkDocs and the Material theme from Debian's packages,
 # Mermaid 9 from npm (tools/site/package.json), checked page by page in Debian's headless
@@ -241,7 +274,7 @@ site-if-installed:
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
 	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
-	diff -ruN --exclude='*.d' $$prev $(call stage_dir,$*); [ $$? -le 1 ]
+	diff -ruN --exclude='*.d' --exclude=compile_commands.json $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
 FORMATTED_DIRS := $(STAGE_DIRS) examples tools/echoload tests/broken_server bench bench/peers
 FORMATTED := $(wildcard $(addsuffix /*.cpp,$(FORMATTED_DIRS)) $(addsuffix /*.hpp,$(FORMATTED_DIRS)) \

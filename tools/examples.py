@@ -17,6 +17,8 @@ standard library.
 """
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,9 +88,22 @@ def check_chapter(chapter=CHAPTER):
 # --- grading ---------------------------------------------------------------------------------
 
 def node_id(testcase):
-    """`test_FILE.py::test_NAME[ID]` of a JUnit <testcase> that pytest wrote."""
-    module = testcase.get("classname", "").rsplit(".", 1)[-1]
-    return f"{module}.py::{testcase.get('name')}"
+    """`test_FILE.py::test_NAME[ID]` of a JUnit <testcase> that pytest wrote, relative to tests/
+    (its rootdir, where pytest.ini is): `lab/test_FILE.py::...` for a test of tests/lab/."""
+    parts = testcase.get("classname", "").split(".")
+    module = next((i for i, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
+    return f"{'/'.join(parts[:module + 1])}.py::{testcase.get('name')}"
+
+
+def message(testcase):
+    """The first line of why a JUnit <testcase> failed (the suite's messages say sent, expected
+    and got there), or '' when it passed."""
+    for element in ("failure", "error", "skipped"):
+        found = testcase.find(element)
+        if found is not None:
+            text = (found.get("message") or found.text or "").strip()
+            return text.splitlines()[0] if text else element
+    return ""
 
 
 def outcome(testcase):
@@ -103,19 +118,37 @@ def belongs(nodeid, listed):
     return nodeid == listed or nodeid.startswith(listed + "[")
 
 
+def run_pytest(arguments, python, deadline=None):
+    """Runs pytest from the repository's root with `arguments`: the JUnit <testcase> elements
+    of its report, in the order run (None when it wrote no report), and its output. A run
+    longer than `deadline` seconds is stopped, with every server it started."""
+    with tempfile.TemporaryDirectory(prefix="suite-run-") as scratch:
+        report = Path(scratch) / "report.xml"
+        argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                *arguments]
+        # A session of its own, so that a stop reaches the servers pytest started as well.
+        run = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+        try:
+            output, _ = run.communicate(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            output, _ = run.communicate()
+            output += f"\n(stopped after {deadline} s)"
+        if not report.is_file():
+            return None, output
+        return list(ElementTree.parse(report).getroot().iter("testcase")), output
+
+
 def run_suite(server, test_ids, python):
     """Runs the shared suite's `test_ids` (slow ones left out) against `server`:
     {node id: outcome}, and pytest's output for the report."""
-    with tempfile.TemporaryDirectory(prefix="examples-check-") as scratch:
-        report = Path(scratch) / "report.xml"
-        argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--stage", "1",
-                "--server", str(server), "-m", "not slow", f"--timeout={TEST_TIMEOUT_SECONDS}",
-                f"--junitxml={report}", *(f"tests/{t}" for t in test_ids)]
-        run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-        if not report.is_file():
-            return None, run.stdout + run.stderr
-        cases = ElementTree.parse(report).getroot().iter("testcase")
-        return {node_id(c): outcome(c) for c in cases}, run.stdout + run.stderr
+    cases, output = run_pytest(["--stage", "1", "--server", str(server), "-m", "not slow",
+                                f"--timeout={TEST_TIMEOUT_SECONDS}",
+                                *(f"tests/{t}" for t in test_ids)], python)
+    if cases is None:
+        return None, output
+    return {node_id(c): outcome(c) for c in cases}, output
 
 
 def grade_server(name, binary, expectation, python):
