@@ -70,7 +70,8 @@ all: $(addprefix stage-,$(STAGE_NUMBERS))
 help:
 	@echo "make run            build and start stage $(STAGE) on $(HOST):$(PORT) (STAGE=N picks another)"
 	@echo "make test           everything: deps if missing, every stage's unit tests and the shared suite,"
-	@echo "                    the tools' tests, the suite's self-test and the docs check"
+	@echo "                    the tools' tests, the suite's self-test, the examples, the labs' check,"
+	@echo "                    the docs check, and the site where its tools are installed"
 	@echo "make stage-N        build stage N into $(BUILD_ROOT)/<stage-dir>/: its server, and its unit tests"
 	@echo "                    where doctest is installed (make run builds the server alone)"
 	@echo "make test-N         unit tests of stage N, then the shared suite against it (QUICK=1: no slow tests)"
@@ -151,7 +152,7 @@ test: check-deps all
 	@$(MAKE) --no-print-directory tools-test
 ifeq ($(TREE_SUFFIX),)
 	@$(MAKE) --no-print-directory selftest examples-check labs-check docs-check site-if-installed
-	@echo "make test: every stage, the tools, the self-test, the examples and the docs check passed"
+	@echo "make test: every stage, the tools, the self-test, the examples, the labs' check and the docs check passed"
 else
 	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test, the"
 	@echo "examples check and the docs check run in the plain build only: they test the suite,"
