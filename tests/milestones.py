@@ -146,8 +146,8 @@ STEPS = [
             "test_socket_options.py::test_accepted_sockets_set_tcp_nodelay",
         ],
         "anchor": "optionscpp-and-maincpp",
-        "hint": ("the contract, flag by flag, is in the labs guide's section on the server "
-                 "contract; run ./server --help against it"),
+        "hint": ("the labs guide's section on the server contract gives it flag by flag; try "
+                 "build/lab/01-poll/server --help and a bad flag against it"),
         "minutes": 30,
     },
 ]

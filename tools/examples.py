@@ -95,14 +95,20 @@ def node_id(testcase):
     return f"{'/'.join(parts[:module + 1])}.py::{testcase.get('name')}"
 
 
-def message(testcase):
-    """The first line of why a JUnit <testcase> failed (the suite's messages say sent, expected
-    and got there), or '' when it passed."""
+def message(testcase, lines=1):
+    """Why a JUnit <testcase> failed, in at most `lines` lines: the suite's messages say what
+    went wrong on the first, then what was sent, expected and got, one per line, up to a blank
+    line or pytest's own `assert ...` line. '' when it passed."""
     for element in ("failure", "error", "skipped"):
         found = testcase.find(element)
         if found is not None:
             text = (found.get("message") or found.text or "").strip()
-            return text.splitlines()[0] if text else element
+            kept = []
+            for line in text.splitlines()[:lines]:
+                if kept and (not line.strip() or line.lstrip().startswith("assert ")):
+                    break
+                kept.append(line.rstrip())
+            return "\n".join(kept) if kept else element
     return ""
 
 

@@ -62,6 +62,9 @@ UNIT_TIMEOUT_SECONDS = 60
 # beyond the suite's own per-test timeouts: a hung server stops the grading, not the grader.
 SECONDS_PER_TEST = 150
 SUITE_AS_TESTS = 80
+# How much of a failing test's message the grade shows: the suite's first line says what went
+# wrong, the next ones what was sent, what was expected and what arrived.
+REASON_LINES = 5
 JOBS = f"-j{os.cpu_count() or 1}"
 
 
@@ -304,7 +307,8 @@ def grade_suite(entries, stage, binary, quick, python):
         errors = [line for line in lines if "ERROR" in line or "error" in line]
         return Result("failed", 0, len(entries), entries[0],
                       (errors or lines or ["pytest ran no test"])[0].strip())
-    outcomes = [(examples.node_id(c), examples.outcome(c), examples.message(c)) for c in cases]
+    outcomes = [(examples.node_id(c), examples.outcome(c), examples.message(c, REASON_LINES))
+                for c in cases]
     passed = sum(1 for _, o, _ in outcomes if o == "passed")
     failing = next(((n, m) for n, o, m in outcomes if o in ("failed", "error")), None)
     if failing is None and "(stopped after" not in output:
@@ -407,30 +411,35 @@ def store_grade(root, number, results, selected):
 
 
 def print_table(number, rows):
-    print(f"{'#':>2}  {'milestone':<18} {'tests':<14} what it asks")
+    print(f"{'#':>2}  {'milestone':<18} {'tests':<18} what it asks")
     for index, (milestone, result) in enumerate(rows, 1):
         if result is None:
             count = "not graded yet"
         elif result.status == "n/a":
             count = "n/a (not C++)"
+        elif result.status == "passed":
+            count = f"{result.passed}/{result.total} ok"
+        elif result.ran < result.total:  # stopped at its first failure: say how many ran
+            count = f"FAIL, {result.ran} of {result.total} run"
         else:
-            count = f"{result.passed}/{result.total} " + ("ok" if result.status == "passed"
-                                                            else "FAIL")
-        print(f"{index:>2}  {milestone['key']:<18} {count:<14} {milestone['asks']}")
+            count = f"{result.passed}/{result.total} FAIL"
+        print(f"{index:>2}  {milestone['key']:<18} {count:<18} {milestone['asks']}")
 
 
 def print_failure(number, milestone, result, reference_dir, graded):
     print(f"\nMilestone {milestone['key']!r} is not passed yet.")
     print(f"First failing test: {result.failing}")
-    print(f"  {result.reason}")
+    for line in result.reason.splitlines():
+        print(f"  {line}")
     if result.ran < result.total:
-        print(f"  ({result.ran} of its {result.total} tests ran: grading stops at the first"
-              f" failure)")
+        print(f"  ({result.ran} of its {result.total} tests ran, {result.passed} of them passed:"
+              f" grading stops at the first failure)")
     print(f"Hint: {milestone['hint']}")
     path = milestone["read"].split("#", 1)[0]
     print(f"Read: {path}, section \"{heading_text(milestone['read']) or milestone['read']}\"")
     if graded != reference_dir:
-        print(f"Compare with the reference: diff -ru {reference_dir} {graded}")
+        print(f"Still stuck after the hint and the section? The reference's answer:"
+              f" diff -ru {reference_dir} {graded}")
 
 
 def check(number, milestone_number, server, lab_dir, quick, root, python=sys.executable):
