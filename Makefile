@@ -246,10 +246,17 @@ SITE_PYTHON ?= $(or $(shell for p in python3 /usr/bin/python3; do \
 HAS_SITE_TOOLS = $(SITE_PYTHON) -c 'import sys, selenium, mkdocs.utils; \
     sys.exit("material" not in mkdocs.utils.get_theme_names())' 2>/dev/null \
     && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
-    && [ -f tools/site/node_modules/mermaid/dist/mermaid.min.js ]
+    && [ -f $(MERMAID_JS) ]
 .PHONY: site site-check site-deps serve-docs site-if-installed
 
-site:
+# Mermaid, pinned in tools/site/package-lock.json, fetched once per clone (npm gives its files
+# the package's old mtimes, so the lock file cannot be a prerequisite: make site-deps refreshes).
+MERMAID_JS := tools/site/node_modules/mermaid/dist/mermaid.min.js
+$(MERMAID_JS):
+	@command -v npm >/dev/null 2>&1 || { echo "error: the site needs Mermaid from npm, and npm is not installed: make site-deps"; exit 1; }
+	cd tools/site && npm ci --ignore-scripts --no-audit --no-fund
+
+site: $(MERMAID_JS)
 	$(SITE_PYTHON) -m mkdocs build --strict --quiet
 	@echo "site: the course is in $(SITE_DIR)/ (make serve-docs serves it)"
 
