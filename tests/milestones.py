@@ -277,8 +277,8 @@ LABS = {
             },
             {
                 "key": "drain",
-                "asks": "no byte is left behind: each wake-up reads and writes until EAGAIN, and "
-                        "the listener is drained",
+                "asks": "no byte is left behind: large echoes, tails after a half-close and "
+                        "bursts of connects all complete",
                 "tests": [
                     "test_large.py::test_partial_write_not_dropped",
                     "test_large.py::test_several_large_echoes_at_once_kept_apart",
@@ -295,8 +295,8 @@ LABS = {
             },
             {
                 "key": "fairness",
-                "asks": "a client that floods cannot starve the others: a budget per turn, and a "
-                        "ready list",
+                "asks": "a client that floods cannot starve the others, nor one that does not "
+                        "read",
                 "tests": [
                     "test_fairness.py::test_flooding_client_does_not_starve_others",
                     "test_backpressure.py::test_other_clients_served_while_one_does_not_read",

@@ -426,6 +426,20 @@ def print_table(number, rows):
         print(f"{index:>2}  {milestone['key']:<18} {count:<18} {milestone['asks']}")
 
 
+def guide_section(failing):
+    """The heading of docs/labs.md under which the failing test's name first appears in prose
+    (the server contract names the tests that check each rule), or None."""
+    name = failing.split("::")[-1].split("[")[0]
+    heading = None
+    for _, line in links.prose_lines(GUIDE.read_text(encoding="utf-8")):
+        match = links.HEADING.match(line)
+        if match:
+            heading = match.group(2).replace("`", "")
+        elif name in line and heading is not None:
+            return heading
+    return None
+
+
 def print_failure(number, milestone, result, reference_dir, graded):
     print(f"\nMilestone {milestone['key']!r} is not passed yet.")
     print(f"First failing test: {result.failing}")
@@ -436,7 +450,11 @@ def print_failure(number, milestone, result, reference_dir, graded):
               f" grading stops at the first failure)")
     print(f"Hint: {milestone['hint']}")
     path = milestone["read"].split("#", 1)[0]
-    print(f"Read: {path}, section \"{heading_text(milestone['read']) or milestone['read']}\"")
+    section = (heading_text(milestone["read"]) or milestone["read"]).replace("`", "")
+    print(f"Read: {path}, section \"{section}\"")
+    contract = guide_section(result.failing or "")
+    if contract:
+        print(f"The rule it checks, in any language: docs/labs.md, section \"{contract}\"")
     if graded != reference_dir:
         print(f"Still stuck after the hint and the section? The reference's answer:"
               f" diff -ru {reference_dir} {graded}")
