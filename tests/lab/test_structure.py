@@ -85,10 +85,10 @@ def _client_registrations(server):
                              for fd, ino in clients.items()}
 
 
-def test_clients_registered_with_epoll(start_server):
-    """Catches a server that does not keep its clients in an epoll interest list (poll, select,
-    or an epoll instance that watches the listener only)."""
-    server = start_server()
+def _registered_clients(server):
+    """(client sockets, {client fd: its registrations}) of a server with CLIENTS connected;
+    fails unless every client socket is in one of its epoll interest lists."""
+    __tracebackhide__ = True
     _connect_and_echo(server, CLIENTS)
     clients, epolls, found = _client_registrations(server)
     missing = sorted(fd for fd, regs in found.items() if not regs)
@@ -97,18 +97,18 @@ def test_clients_registered_with_epoll(start_server):
         f" {', '.join(map(str, missing[:10]))}) are in none of its epoll interest lists (epoll"
         f" fds {', '.join(map(str, epolls))}, /proc/PID/fdinfo); expected every client socket"
         f" registered")
+    return clients, found
+
+
+def test_clients_registered_with_epoll(start_server):
+    """Catches a server that does not keep its clients in an epoll interest list (poll, select,
+    or an epoll instance that watches the listener only)."""
+    _registered_clients(start_server())
 
 
 def test_clients_registered_edge_triggered(start_server):
     """Catches level-triggered registrations (no EPOLLET), stage 2's way."""
-    server = start_server()
-    _connect_and_echo(server, CLIENTS)
-    clients, epolls, found = _client_registrations(server)
-    missing = sorted(fd for fd, regs in found.items() if not regs)
-    assert not missing, (
-        f"{len(missing)} of the server's {len(clients)} client sockets (fds"
-        f" {', '.join(map(str, missing[:10]))}) are in none of its epoll interest lists;"
-        f" expected every client socket registered, with EPOLLET")
+    clients, found = _registered_clients(start_server())
     level = {fd: regs[0][2] for fd, regs in sorted(found.items())
              if not all(r[2] & EPOLLET for r in regs)}
     assert not level, (
