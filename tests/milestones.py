@@ -206,6 +206,9 @@ def steps_before(key):
 #               "unit::FILE::NAME"  the TEST_CASE NAME of the reference stage's FILE, compiled
 #                              against the learner's headers (a C++ milestone: SERVER=path
 #                              grading leaves it out)
+#               "binary::coroutines"  the server binary holds coroutines (their bodies, as g++
+#                              and clang name them): the lab's echo is not the seed's callbacks
+#                              (C++ only: SERVER=path grading leaves it out)
 #     read    the chapter section that teaches it: "docs/FILE.md#anchor" (make docs-check
 #             checks every one resolves)
 #     hint    one line to try before reading the answer
@@ -345,14 +348,16 @@ LABS = {
                           f"constant stack"],
                 "read": "docs/04-coroutines.md#this-stages-task-hand-over-with-a-bool",
                 "hint": ("a task that finishes without waiting must not resume its awaiter from "
-                         "inside its own final_suspend: let await_suspend return false instead"),
+                         "inside its own final_suspend: let await_suspend return false instead "
+                         "(the grader compiles the tests at -O1, where g++ makes no tail call "
+                         "of symmetric transfer)"),
                 "minutes": 60,
             },
             {
                 "key": "echo",
                 "asks": "the echo runs as one coroutine per connection on your reactor: one "
                         "client, then many",
-                "tests": [*STEPS[0]["tests"], *STEPS[1]["tests"]],
+                "tests": ["binary::coroutines", *STEPS[0]["tests"], *STEPS[1]["tests"]],
                 "read": "docs/04-coroutines.md#the-awaitable-socket",
                 "hint": ("a read that would block suspends the coroutine and registers its handle "
                          "with the reactor; the reactor resumes it when epoll reports the socket"),

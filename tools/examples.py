@@ -17,6 +17,7 @@ standard library.
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -141,6 +142,14 @@ def run_pytest(arguments, python, deadline=None):
             os.killpg(run.pid, signal.SIGKILL)
             output, _ = run.communicate()
             output += f"\n(stopped after {deadline} s)"
+        except BaseException:  # Ctrl-C: the session does not get the terminal's SIGINT
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            raise
+        finally:
+            # Whatever outlived pytest: a server's own children, say.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
         if not report.is_file():
             return None, output
         return list(ElementTree.parse(report).getroot().iter("testcase")), output

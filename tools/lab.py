@@ -53,8 +53,10 @@ TASK_STUB = ROOT / "tools" / "lab" / "04-coroutines" / "task.hpp"
 UNIT_MAIN = ROOT / "04-coroutines" / "test_main.cpp"
 BLOCKING_SEED = ROOT / "examples" / "blocking_server.cpp"
 LISTEN_HEADER = ROOT / "examples" / "listen.hpp"
-SOURCE_PATTERNS = ("*.cpp", "*.hpp", "Makefile")
-NOT_COPIED = {"compile_commands.json", ".gitignore"}
+# What a workspace holds besides the learner's own files (git's, the build's, the editor's:
+# clangd keeps its index in .cache/): neither copied to the next lab's seed nor counted in its
+# fingerprint.
+NOT_SOURCES = (".git", "compile_commands.json", ".gitignore", ".cache", ".vscode", ".idea")
 UNIT_FLAGS = ["-std=c++20", "-Wall", "-Wextra", "-Wpedantic", "-O1", "-g"]
 # A TEST_CASE that runs longer than this has hung.
 UNIT_TIMEOUT_SECONDS = 60
@@ -97,15 +99,19 @@ def shown(path):
 
 
 def source_files(directory):
-    return sorted({p for pattern in SOURCE_PATTERNS for p in directory.glob(pattern)
-                   if p.is_file()})
+    """Every file of a workspace, in its subdirectories too, but for its git repository and
+    what the build writes there: a header in net/, a .cc or a .h counts as much as main.cpp."""
+    return sorted(p for p in directory.rglob("*")
+                  if p.is_file() and not any(part in NOT_SOURCES
+                                             for part in p.relative_to(directory).parts))
 
 
 def fingerprint(directory):
-    """A digest of a workspace's sources (*.cpp, *.hpp, Makefile): changes when any of them do."""
+    """A digest of a workspace's files (source_files): changes when any of them does."""
     digest = hashlib.sha256()
     for path in source_files(directory):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        name = path.relative_to(directory).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -118,8 +124,16 @@ def load_grade(root, number):
 
 
 def fully_passed(grade):
+    """Every milestone passed, and with the slow tests: a QUICK=1 pass does not finish a lab."""
     keys = [m["key"] for m in LABS[grade["lab"]]["milestones"]]
-    return all(grade["milestones"].get(k, {}).get("status") == "passed" for k in keys)
+    return all(grade["milestones"].get(k, {}).get("status") == "passed"
+               and not grade["milestones"][k].get("quick") for k in keys)
+
+
+def quick_only(grade):
+    """The milestones that passed only with the slow tests left out."""
+    return [k for k, m in grade["milestones"].items()
+            if m.get("status") == "passed" and m.get("quick")]
 
 
 def passed_count(grade):
@@ -145,6 +159,9 @@ def seed_source(root, number):
         why = f"you have no lab {previous} ({shown(mine)})"
     elif grade is None:
         why = f"your lab {previous} has no grade yet (make check-lab-{previous})"
+    elif not fully_passed(grade) and passed_count(grade) == len(LABS[previous]["milestones"]):
+        why = (f"your lab {previous} passed {', '.join(quick_only(grade))} only with QUICK=1"
+               f" (make check-lab-{previous} runs the slow tests too)")
     elif not fully_passed(grade):
         why = (f"your lab {previous}'s last grade passed {passed_count(grade)} of"
                f" {len(LABS[previous]['milestones'])} milestones")
@@ -157,9 +174,8 @@ def seed_source(root, number):
 
 
 def copy_files(source, target):
-    for path in sorted(source.iterdir()):
-        if path.is_file() and path.name not in NOT_COPIED:
-            shutil.copy2(path, target / path.name)
+    """Copies a stage or a workspace, subdirectories included, into the new `target`."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*NOT_SOURCES))
 
 
 def point_build_root(target, build_parent):
@@ -233,7 +249,7 @@ def new(number, root):
         why = (f"Seeded with {info['seed']}: main.cpp is examples/blocking_server.cpp.")
     else:
         source, why = seed_source(root, number)
-        target.mkdir(parents=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         copy_files(source, target)
         if number == 4:
             shutil.copy2(TASK_STUB, target / "task.hpp")
@@ -249,6 +265,7 @@ def new(number, root):
     failure = build(target, build_parent, "server", "compile_commands.json")
     if failure:
         print(f"It does not build yet:\n{failure}")
+        return 1
     else:
         print(f"Built: {shown(build_dir(root, number) / 'server')} (and compile_commands.json"
               f" for your editor).")
@@ -261,8 +278,8 @@ def new(number, root):
         print(f"The seed passes milestone 1 ({first['key']}) already; milestone 2"
               f" ({second['key']}) is yours: {second['asks']}.")
     else:
-        print(f"The seed passes none of lab {number}'s milestones yet; milestone 1"
-              f" ({first['key']}) is yours: {first['asks']}.")
+        print(f"The seed does not pass milestone 1 ({first['key']}) yet: {first['asks']}."
+              f" That is where your work starts.")
     return 0
 
 
@@ -302,6 +319,11 @@ def grade_suite(entries, stage, binary, quick, python):
     count = SUITE_AS_TESTS if "tests" in targets else len(targets)
     cases, output = examples.run_pytest([*selection, "-x", *targets], python,
                                         deadline=SECONDS_PER_TEST * count + 60)
+    if not cases and "(stopped after" in output:
+        return Result("failed", 0, len(entries), "(the pytest run)",
+                      f"{output.splitlines()[-1].strip('()')}: a test hung, and the grader"
+                      f" stopped it with its servers; run the milestone's tests yourself"
+                      f" (docs/labs.md, Troubleshooting) to see which")
     if not cases:
         lines = [line for line in output.splitlines() if line.strip()]
         errors = [line for line in lines if "ERROR" in line or "error" in line]
@@ -386,17 +408,70 @@ def grade_unit(entries, directory, scratch, cache):
     return Result("failed", passed, len(entries), *failing)
 
 
+# The functions a compiler makes of a coroutine's body, by their symbols' suffixes: g++ names
+# them NAME.actor (and .destroy), clang NAME.resume (and .destroy, .cleanup).
+COROUTINE_SYMBOL = re.compile(r"^(\S+?)\.(?:actor|resume)(?:\.cold)?$")
+MIN_COROUTINES = 2  # an echo on a reactor has at least its accept loop and its connection
+
+
+def coroutine_bodies(binary):
+    """The coroutines compiled into `binary` (their symbols' names), or an error line."""
+    try:
+        run = subprocess.run(["nm", "--defined-only", str(binary)], capture_output=True,
+                             text=True)
+    except FileNotFoundError:
+        return None, "nm is not installed (Debian: binutils), so the binary cannot be read"
+    if run.returncode != 0:
+        return None, f"nm cannot read {shown(binary)}: {run.stderr.strip()}"
+    names = {m.group(1) for line in run.stdout.splitlines()
+             if (m := COROUTINE_SYMBOL.match(line.split()[-1]))}
+    return names, None
+
+
+def grade_binary(entries, binary):
+    """binary::coroutines: the server runs coroutines, not the callbacks of the seed."""
+    names, problem = coroutine_bodies(binary)
+    if names is None:
+        return Result("failed", 0, len(entries), entries[0], problem)
+    if len(names) < MIN_COROUTINES:
+        return Result("failed", 0, len(entries), entries[0],
+                      f"{shown(binary)} holds {len(names)} coroutine bodies (the functions g++"
+                      f" names NAME.actor and clang NAME.resume, as nm lists them); expected at"
+                      f" least {MIN_COROUTINES}: the accept loop and each connection's echo, as"
+                      f" coroutines on your Task")
+    return Result("passed", len(entries), len(entries))
+
+
 def grade_milestone(milestone, number, binary, directory, scratch, quick, python, cache):
     entries = milestone["tests"]
     if all(entry.startswith("unit::") for entry in entries):
         return grade_unit(entries, directory, scratch, cache)
-    return grade_suite(entries, number, binary, quick, python)
+    # A C++ reading of the binary first (not for SERVER=: it need not be C++), then the suite.
+    inspected = [entry for entry in entries if entry.startswith("binary::")]
+    entries = [entry for entry in entries if entry not in inspected]
+    first = None
+    if inspected and directory is not None:
+        first = grade_binary(inspected, binary)
+        if first.status == "failed":
+            return Result("failed", 0, len(inspected) + len(entries), first.failing,
+                          first.reason, ran=len(inspected))
+    result = grade_suite(entries, number, binary, quick, python)
+    if first is not None:
+        result.passed += first.passed
+        result.total += first.total
+        result.ran += first.ran
+    return result
 
 
-def store_grade(root, number, results, selected):
-    """Keeps the grade in grade.json, merged with the last one if the sources are the same."""
+def store_grade(root, number, results, selected, graded_fingerprint, quick):
+    """Keeps the grade in grade.json, merged with the last one if the sources are the same.
+    `graded_fingerprint` is the workspace's as it was built: if it changed while the tests ran,
+    the grade belongs to neither version, and is not kept."""
     path = build_dir(root, number) / "grade.json"
     current = fingerprint(workspace(root, number))
+    if current != graded_fingerprint:
+        print(f"\n(Not recorded: {shown(workspace(root, number))} changed while it was graded.)")
+        return
     grade = load_grade(root, number)
     if grade is None or grade.get("fingerprint") != current or len(selected) > 1:
         grade = {"lab": number, "milestones": {}}
@@ -405,7 +480,8 @@ def store_grade(root, number, results, selected):
     for milestone, result in zip(selected, results):
         if result is not None and result.status in ("passed", "failed"):
             grade["milestones"][milestone["key"]] = {
-                "status": result.status, "passed": result.passed, "total": result.total}
+                "status": result.status, "passed": result.passed, "total": result.total,
+                "quick": quick}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(grade, indent=2) + "\n", encoding="utf-8")
 
@@ -430,6 +506,8 @@ def guide_section(failing):
     """The heading of docs/labs.md under which the failing test's name first appears in prose
     (the server contract names the tests that check each rule), or None."""
     name = failing.split("::")[-1].split("[")[0]
+    if not name.startswith("test_"):
+        return None
     heading = None
     for _, line in links.prose_lines(GUIDE.read_text(encoding="utf-8")):
         match = links.HEADING.match(line)
@@ -481,6 +559,7 @@ def check(number, milestone_number, server, lab_dir, quick, root, python=sys.exe
                       file=sys.stderr)
                 return 2
             out = build_dir(root, number)
+            graded_fingerprint = fingerprint(directory)
         else:
             directory = (ROOT / lab_dir) if (ROOT / lab_dir).is_dir() else Path(lab_dir)
             directory = directory.resolve()
@@ -488,13 +567,22 @@ def check(number, milestone_number, server, lab_dir, quick, root, python=sys.exe
                 print(f"error: --lab {lab_dir}: no such directory", file=sys.stderr)
                 return 2
             stage = directory.parent == ROOT and re.fullmatch(r"0[1-5]-.*", directory.name)
+            # Any other directory gets a build tree of its own, never a workspace's: make
+            # would take the workspace's newer objects for its own.
+            tag = hashlib.sha256(str(directory).encode()).hexdigest()[:8]
             out = (ROOT / "build" / directory.name) if stage else (
-                LAB_BUILD / directory.name)
-        failure = build(directory, out.parent, "server")
+                LAB_BUILD / f"other-{tag}" / directory.name)
+        # The workspace's compile_commands.json too, in case a source was added since.
+        failure = build(directory, out.parent, "server",
+                        *(["compile_commands.json"] if own else []))
         if failure:
             print(f"{shown(directory)} does not build:\n{failure}")
             return 1
         binary = out / "server"
+        if not binary.is_file():
+            print(f"{shown(directory)}'s Makefile did not build {shown(binary)}: its `server`"
+                  f" target must write the server there (BUILD_ROOT/<directory name>/server)")
+            return 1
         scratch = (out if own else LAB_BUILD / f"{directory.name}-unit") / "unit"
     print(f"Lab {number} ({info['dir']}): grading {shown(binary)}"
           + (" (slow tests left out)" if quick else ""))
@@ -512,7 +600,7 @@ def check(number, milestone_number, server, lab_dir, quick, root, python=sys.exe
     graded = {m["key"]: r for m, r in zip(selected, results)}
     print_table(number, [(m, graded.get(m["key"])) for m in all_milestones])
     if own:
-        store_grade(root, number, results, selected)
+        store_grade(root, number, results, selected, graded_fingerprint, quick)
     failed = next(((m, r) for m, r in zip(selected, results) if r and r.status == "failed"),
                   None)
     if failed:
@@ -544,6 +632,8 @@ def status(root):
         line = f"lab {number} ({info['dir']}): {shown(target)}, {done} of {count} milestones"
         line += (f", next: {nxt} ({info['milestones'][nxt - 1]['key']})" if nxt
                  else ", every one passed")
+        if quick_only(grade):
+            line += f"; with QUICK=1 only: {', '.join(quick_only(grade))}"
         if grade.get("fingerprint") != fingerprint(target):
             line += "; changed since graded"
         print(line + f" (graded {grade.get('time', '?')})")

@@ -26,12 +26,12 @@ def no_build(monkeypatch):
     monkeypatch.setattr(lab, "build", lambda *arguments: None)
 
 
-def write_grade(root, number, passed_keys):
+def write_grade(root, number, passed_keys, quick=False):
     """A grade.json for lab `number` under `root`, with `passed_keys` passed and the rest failed,
     of the workspace as it is now."""
     grade = {"lab": number, "fingerprint": lab.fingerprint(lab.workspace(root, number)),
              "milestones": {m["key"]: {"status": "passed" if m["key"] in passed_keys else "failed",
-                                       "passed": 1, "total": 1}
+                                       "passed": 1, "total": 1, "quick": quick}
                             for m in lab.LABS[number]["milestones"]}}
     path = lab.build_dir(root, number) / "grade.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,6 +147,9 @@ def test_every_milestone_test_exists(number):
     for entry in entries:
         if entry == milestones.SUITE or entry.startswith(("lab/", "unit::")):
             continue
+        if entry.startswith("binary::"):
+            assert entry == "binary::coroutines", f"lab {number}: no grader reads {entry}"
+            continue
         assert any(examples.belongs(n, entry) for n in suite), (
             f"lab {number} names {entry}, which `pytest tests --stage {number}` does not run")
     source = (REPO / milestones.TASK_TESTS).read_text(encoding="utf-8")
@@ -158,9 +161,8 @@ def test_every_milestone_test_exists(number):
     structural = [e for e in entries if e.startswith("lab/")]
     if not structural:
         return
-    if not lab.STRUCTURE.is_file():
-        pytest.skip(f"{lab.STRUCTURE.relative_to(REPO)} is not there yet: its tests are not"
-                    f" checked")
+    assert lab.STRUCTURE.is_file(), (
+        f"lab {number} names structural checks, and there is no {lab.STRUCTURE}")
     found = collected(number, str(lab.STRUCTURE.relative_to(REPO)))
     for entry in structural:
         assert any(examples.belongs(n, entry.split("/", 1)[1]) or examples.belongs(n, entry)
@@ -241,3 +243,65 @@ def test_a_pytest_run_past_its_deadline_is_stopped(tmp_path):
         deadline=3)
     assert time.monotonic() - started < 30
     assert cases is None and "(stopped after 3 s)" in output, output
+
+
+def test_a_quick_grade_does_not_finish_a_lab(tmp_path, no_build, capsys):
+    assert lab.new(1, tmp_path) == 0
+    write_grade(tmp_path, 1, {m["key"] for m in lab.LABS[1]["milestones"]}, quick=True)
+    assert lab.new(2, tmp_path) == 0
+    said = capsys.readouterr().out
+    assert "Seeded from the reference stage 01-poll" in said and "QUICK=1" in said, said
+
+
+def test_the_fingerprint_sees_subdirectories_and_not_the_editors_index(tmp_path):
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "x.hpp").write_text("int x;\n", encoding="utf-8")
+    (tmp_path / ".cache" / "clangd").mkdir(parents=True)
+    before = lab.fingerprint(tmp_path)
+    (tmp_path / ".cache" / "clangd" / "index").write_text("anything", encoding="utf-8")
+    assert lab.fingerprint(tmp_path) == before
+    (tmp_path / "net" / "x.hpp").write_text("int y;\n", encoding="utf-8")
+    assert lab.fingerprint(tmp_path) != before
+
+
+COROUTINES = """
+#include <coroutine>
+struct Job {
+  struct promise_type {
+    Job get_return_object() { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    std::suspend_always initial_suspend() { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }
+    void return_void() {}
+    void unhandled_exception() {}
+  };
+  std::coroutine_handle<promise_type> handle;
+};
+Job one(int* n) { ++*n; co_await std::suspend_always{}; ++*n; }
+Job two(int* n) { co_await std::suspend_always{}; *n *= 2; }
+int main(int argc, char**) {
+  int n = argc;
+  Job a = one(&n), b = two(&n);
+  while (!a.handle.done()) a.handle.resume();
+  while (!b.handle.done()) b.handle.resume();
+  a.handle.destroy();
+  b.handle.destroy();
+  return n == 6 ? 0 : 1;
+}
+"""
+
+
+@pytest.mark.parametrize("compiler", ["g++", "clang++"])
+def test_coroutines_are_found_in_a_binary_and_not_in_a_plain_one(tmp_path, compiler):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed")
+    source = tmp_path / "co.cpp"
+    source.write_text(COROUTINES, encoding="utf-8")
+    binary = tmp_path / "co"
+    subprocess.run([compiler, "-std=c++20", "-O2", str(source), "-o", str(binary)], check=True)
+    names, problem = lab.coroutine_bodies(binary)
+    assert problem is None and len(names) == 2, (names, problem)
+    assert lab.grade_binary(["binary::coroutines"], binary).status == "passed"
+    plain = tmp_path / "plain.cpp"
+    plain.write_text("int main() { return 0; }\n", encoding="utf-8")
+    subprocess.run([compiler, str(plain), "-o", str(binary)], check=True)
+    assert lab.grade_binary(["binary::coroutines"], binary).status == "failed"
