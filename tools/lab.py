@@ -739,6 +739,10 @@ def selfcheck():
         expect(f"lab {number}'s seed fails milestone 1 ({LABS[number]['milestones'][0]['key']})",
                code == 1 and "FAIL" in marks.get(1, "") and "does not compile" not in output,
                output)
+    # Lab 3's callbacks pass lab 4's echo tests: the seed must fail its reading for coroutines.
+    code, marks, output = grade(4, 3)
+    expect("lab 4's seed fails echo (no coroutine in its binary)",
+           code == 1 and "FAIL" in marks.get(3, "") and "binary::coroutines" in output, output)
     # (stage, lab, milestone, passes): each structural check both ways.
     cases = [(1, 2, 1, False), (1, 2, 2, False), (2, 2, 1, True), (2, 2, 2, True),
              (2, 3, 1, False), (3, 3, 1, True)]
@@ -812,4 +816,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C: run_pytest has stopped pytest and its servers
+        print("\ninterrupted: nothing graded, nothing recorded", file=sys.stderr)
+        sys.exit(130)
