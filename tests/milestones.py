@@ -198,8 +198,10 @@ def steps_before(key):
 # --- the labs --------------------------------------------------------------------------------
 #
 # A lab has the learner write a stage; `make check-lab-N` grades it by these milestones, in
-# order, and stops at the first one not passed. A milestone is a dict like a step above, except:
-#     tests   node ids relative to tests/, and two other kinds of entry:
+# order, and stops at the first one not passed. LABS[N]["dir"] is the stage the lab writes: its
+# chapter is docs/<dir>.md, its workspace lab/<dir>/. A milestone is a dict like a step above,
+# except:
+#     tests   node ids relative to tests/, and these other kinds of entry:
 #               "lab/..."      a structural check of tests/lab/, which the stages' own suite
 #                              never runs (a later stage need not use epoll at all)
 #               SUITE          every test `pytest tests --stage N` runs for the lab's stage
@@ -227,15 +229,10 @@ STAGE1_SUITE = {
 LABS = {
     1: {
         "dir": "01-poll",
-        "chapter": "docs/01-poll.md",
-        "seed": "the blocking server of the introduction, with the command line and the listening "
-                "socket ready (examples/listen.hpp)",
         "milestones": [dict(s, read=f"docs/01-poll.md#{s['anchor']}") for s in STEPS],
     },
     2: {
         "dir": "02-epoll-level",
-        "chapter": "docs/02-epoll-level.md",
-        "seed": "your finished lab 1, or the reference stage 01-poll",
         "milestones": [
             {
                 "key": "epoll",
@@ -266,8 +263,6 @@ LABS = {
     },
     3: {
         "dir": "03-epoll-edge",
-        "chapter": "docs/03-epoll-edge.md",
-        "seed": "your finished lab 2, or the reference stage 02-epoll-level",
         "milestones": [
             {
                 "key": "edge-triggered",
@@ -319,9 +314,6 @@ LABS = {
     },
     4: {
         "dir": "04-coroutines",
-        "chapter": "docs/04-coroutines.md",
-        "seed": "your finished lab 3, or the reference stage 03-epoll-edge, and task.hpp: Task<T> "
-                "declared, its bodies left to write",
         "milestones": [
             {
                 "key": "task",
@@ -372,8 +364,6 @@ LABS = {
     },
     5: {
         "dir": "05-full-server",
-        "chapter": "docs/05-full-server.md",
-        "seed": "your finished lab 4, or the reference stage 04-coroutines",
         "milestones": [
             {
                 "key": "threads",
@@ -450,8 +440,3 @@ LABS = {
         ],
     },
 }
-
-
-def lab(number):
-    """Lab `number`'s entry of LABS; KeyError if there is none."""
-    return LABS[number]

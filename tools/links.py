@@ -47,19 +47,25 @@ def slug(heading):
     return text.replace(" ", "-")
 
 
-def prose_lines(text):
-    """(line number, line) for every line outside fenced code blocks."""
+def classified_lines(text):
+    """(line number, line, kind) for every line: kind is "prose", "open" (the fence that opens a
+    code block, its info string on it), "code", or "close"."""
     fenced = None
     for number, line in enumerate(text.splitlines(), 1):
         fence = FENCE.match(line)
-        if fence:
-            if fenced is None:
-                fenced = fence.group(1)
-            elif fence.group(1) == fenced:
-                fenced = None
-            continue
-        if fenced is None:
-            yield number, line
+        if fence and fenced is None:
+            fenced = fence.group(1)
+            yield number, line, "open"
+        elif fence and fence.group(1) == fenced:
+            fenced = None
+            yield number, line, "close"
+        else:
+            yield number, line, "prose" if fenced is None else "code"
+
+
+def prose_lines(text):
+    """(line number, line) for every line outside fenced code blocks."""
+    return ((number, line) for number, line, kind in classified_lines(text) if kind == "prose")
 
 
 @functools.cache  # many links point into the same few chapters

@@ -49,18 +49,8 @@ ERROR_PICTURE = "Syntax error in"  # the text of Mermaid's error picture
 
 def mermaid_blocks(path):
     """How many ```mermaid blocks a markdown file holds."""
-    count = 0
-    fenced = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        fence = links.FENCE.match(line)
-        if not fence:
-            continue
-        if fenced is None:
-            fenced = fence.group(1)
-            count += bool(MERMAID_FENCE.match(line))
-        elif fence.group(1) == fenced:
-            fenced = None
-    return count
+    return sum(1 for _, line, kind in links.classified_lines(path.read_text(encoding="utf-8"))
+               if kind == "open" and MERMAID_FENCE.match(line))
 
 
 def page_path(doc):
@@ -172,9 +162,8 @@ def check_page(driver, base, doc, shots, report):
     expected = mermaid_blocks(doc)
     driver.get(base + page_path(doc))
     wait_for(lambda: driver.execute_script("return document.readyState") == "complete")
-    # A one-element tuple, so that a page with no diagrams is done at once.
-    drawn = wait_for(lambda: (lambda d: (d,) if len(d) >= expected else None)(drawings(driver)))
-    drawn = drawn[0] if drawn else drawings(driver)
+    wait_for(lambda: len(drawings(driver)) >= expected)  # the theme draws after the load
+    drawn = drawings(driver)
 
     if len(drawn) != expected:
         report(name, f"{len(drawn)} Mermaid diagrams drawn, but the source has {expected}"

@@ -136,16 +136,8 @@ def on_page_markdown(text, page, config, files):
     page.title = links.CODE_SPAN.sub(lambda m: m.group(0).strip("`"), page.title)
     # GitHub renders the Markdown inside <details>; Python-Markdown does with markdown="1".
     lines = text.split("\n")
-    fenced = None
-    for number, line in enumerate(lines):
-        fence = links.FENCE.match(line)
-        if fence:
-            if fenced is None:
-                fenced = fence.group(1)
-            elif fence.group(1) == fenced:
-                fenced = None
-        elif fenced is None:
-            lines[number] = DETAILS.sub(
-                lambda m: f'{m[1]}<details markdown="1">' + (f"\n{m[1]}{m[2]}" if m[2] else ""),
-                line)
+    for number, line in links.prose_lines(text):
+        lines[number - 1] = DETAILS.sub(
+            lambda m: f'{m[1]}<details markdown="1">' + (f"\n{m[1]}{m[2]}" if m[2] else ""),
+            line)
     return "\n".join(lines)
