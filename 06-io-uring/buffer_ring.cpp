@@ -17,8 +17,8 @@ BufferRing::BufferRing(io_uring& ring, std::uint16_t group, unsigned count, std:
   assert(count > 0 && count <= 32768 && (count & (count - 1)) == 0 && "a power of two");
   // The ring the kernel reads the buffers from must start on a page: mmap gives one.
   entries_size_ = count * sizeof(io_uring_buf);
-  void* memory = mmap(nullptr, entries_size_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-                      -1, 0);
+  void* memory =
+      mmap(nullptr, entries_size_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (memory == MAP_FAILED) throw FatalError(std::string("mmap: ") + std::strerror(errno));
   entries_ = static_cast<io_uring_buf_ring*>(memory);
   io_uring_buf_ring_init(entries_);

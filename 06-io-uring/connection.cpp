@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -36,13 +37,15 @@ Connection::~Connection() {
   if (receive_.in_flight()) reactor_.abandon(receive_);
   if (send_.in_flight()) {
     // The kernel may still read what it sends: that goes with the request, until its end.
-    reactor_.abandon(send_, {.keep_alive = std::move(outgoing_),
-                             .held_buffer = std::exchange(delivered_, std::nullopt),
-                             .closes_results = false});
+    // (outgoing_ holds bytes only while write_all sends from it.)
+    reactor_.abandon(send_,
+                     {.keep_alive = std::move(outgoing_.empty() ? delivered_copy_ : outgoing_),
+                      .held_buffer = std::exchange(delivered_, std::nullopt),
+                      .closes_results = false});
   }
   release_delivered();
   for (const Received& received : received_) {
-    if (received.result > 0) reactor_.give_back(received.buffer);
+    if (received.result > 0 && received.copy.empty()) reactor_.give_back(received.buffer);
   }
 }
 
@@ -63,7 +66,17 @@ void Connection::Receive::on_completion(int result, std::uint32_t flags) {
 void Connection::on_received(int result, std::uint32_t flags) {
   const bool more = flags & IORING_CQE_F_MORE;
   if (result > 0) {
-    received_.push_back({result, static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT)});
+    const auto buffer = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    if (buffers_held() < kMaxBuffersHeld) {
+      received_.push_back({result, buffer, {}});
+      ++held_;
+    } else {
+      // Over the cap (received before our cancel took effect): the bytes move to memory of
+      // this connection's own, and the buffer goes back to the ring at once.
+      const std::span<const char> bytes = reactor_.buffers().bytes(buffer, result);
+      received_.push_back({result, buffer, {bytes.begin(), bytes.end()}});
+      reactor_.give_back(buffer);
+    }
     if (!more) {
       // It ended on its own (a full completion queue ends multishot requests): read_some asks
       // again once it has handed out what came.
@@ -73,20 +86,33 @@ void Connection::on_received(int result, std::uint32_t flags) {
       receiving_ = Receiving::kStopping;
     }
   } else if (result == -ENOBUFS && receiving_ == Receiving::kArmed) {
-    // The ring ran dry: every buffer is held by some connection. Ask again when one comes back.
-    receiving_ = Receiving::kStarved;
-    reactor_.wait_for_buffer(receive_);
+    // The ring ran dry: every buffer is held by some connection. Ask again when one comes back,
+    // or now if one already has (earlier in this batch of completions).
+    if (reactor_.buffers().lent() < reactor_.buffers().count()) {
+      start_receiving();
+    } else {
+      receiving_ = Receiving::kStarved;
+      reactor_.wait_for_buffer(receive_);
+    }
   } else if (result == -ECANCELED || result == -ENOBUFS || result == -EINTR) {
     receiving_ = Receiving::kStopped;  // our cancel, or it ended while we were cancelling it
   } else {
-    received_.push_back({result, 0});  // the EOF (0) or the connection's failure: the last word
+    received_.push_back({result, 0, {}});  // the EOF (0) or the connection's failure: the last word
     receiving_ = Receiving::kEnded;
   }
   if (reader_) reactor_.schedule(std::exchange(reader_, {}));
 }
 
+bool Connection::delivered_holds(std::span<const char> bytes) const {
+  if (delivered_) return reactor_.buffers().holds(*delivered_, bytes);
+  const std::less_equal<const char*> at_or_before;
+  return !delivered_copy_.empty() && at_or_before(delivered_copy_.data(), bytes.data()) &&
+         at_or_before(bytes.data() + bytes.size(), delivered_copy_.data() + delivered_copy_.size());
+}
+
 void Connection::release_delivered() {
   if (delivered_) reactor_.give_back(*std::exchange(delivered_, std::nullopt));
+  std::vector<char>().swap(delivered_copy_);
 }
 
 Clock::time_point Connection::idle_deadline() const {
@@ -104,16 +130,24 @@ Task<std::span<const char>> Connection::read_some() {
   release_delivered();
   for (;;) {
     if (!received_.empty()) {
-      const Received next = received_.front();
+      Received& next = received_.front();
       // The EOF or a failure stays at the front: every later read_some sees it again.
       if (next.result == 0) co_return std::span<const char>();
       if (next.result < 0) throw std::system_error(-next.result, std::generic_category(), "recv");
-      received_.erase(received_.begin());
-      delivered_ = next.buffer;
       const auto size = static_cast<std::size_t>(next.result);
+      std::span<const char> bytes;
+      if (next.copy.empty()) {
+        delivered_ = next.buffer;
+        --held_;
+        bytes = reactor_.buffers().bytes(next.buffer, size);
+      } else {
+        delivered_copy_ = std::move(next.copy);
+        bytes = delivered_copy_;
+      }
+      received_.erase(received_.begin());
       reactor_.traffic().received += size;
       if (idle_timeout_ > idle_timeout_.zero()) last_moved_ = Clock::now();
-      co_return reactor_.buffers().bytes(next.buffer, size);
+      co_return bytes;
     }
     // All handed out: receive again, if backpressure (or a full completion queue) stopped it.
     if (receiving_ == Receiving::kStopped) start_receiving();
@@ -130,7 +164,7 @@ Task<void> Connection::write_all(std::span<const char> bytes) {
   // The kernel reads the bytes after this coroutine has suspended, and, if the connection goes
   // first, after it has gone: they must be where ~Connection can hand them over. What
   // read_some returned is (the buffer stays this connection's until the next read_some).
-  if (!bytes.empty() && !(delivered_ && reactor_.buffers().holds(*delivered_, bytes))) {
+  if (!bytes.empty() && !delivered_holds(bytes)) {
     outgoing_.assign(bytes.begin(), bytes.end());
     bytes = outgoing_;
   }
@@ -160,7 +194,8 @@ Listener::Listener(Reactor& reactor, Fd socket)
 
 Listener::~Listener() {
   // Closing the socket would not end the accept: the request holds the socket itself.
-  if (accept_.in_flight()) reactor_.abandon(accept_, {.keep_alive = {}, .held_buffer = {}, .closes_results = true});
+  if (accept_.in_flight())
+    reactor_.abandon(accept_, {.keep_alive = {}, .held_buffer = {}, .closes_results = true});
 }
 
 void Listener::start_accepting() {
@@ -288,7 +323,8 @@ Wakeup::Wakeup(Reactor& reactor) : reactor_(reactor), event_(eventfd(0, EFD_CLOE
 
 Wakeup::~Wakeup() {
   // The kernel writes the count into count_: it goes with the request.
-  if (read_.in_flight()) reactor_.abandon(read_, {.keep_alive = std::move(count_), .held_buffer = {}});
+  if (read_.in_flight())
+    reactor_.abandon(read_, {.keep_alive = std::move(count_), .held_buffer = {}});
 }
 
 void Wakeup::notify() {

@@ -22,8 +22,10 @@ constexpr int kAcceptsPerRound = 64;
 
 // Backpressure: the receive buffers one connection may hold (received, not yet echoed). At
 // this many its multishot receive is cancelled, and the bytes wait in the kernel's socket
-// buffer until it has read them all: so a client that never reads holds at most these, and
-// cannot take the ring from everyone else.
+// buffer until it has read them all. What the kernel had already received into more buffers
+// before the cancel took effect (it fills as many as the socket holds, in one go) is copied
+// out, and those buffers go straight back: so a client that never reads holds at most these,
+// and cannot take the ring from everyone else.
 constexpr std::size_t kMaxBuffersHeld = 4;
 
 // Thrown by read_some and write_all when the connection has been idle for its idle timeout:
@@ -59,15 +61,16 @@ class Connection {
   Task<void> write_all(std::span<const char> bytes);
 
   int fd() const { return socket_.get(); }
-  // Receive buffers this connection holds: received and not read yet, plus the one read last.
-  std::size_t buffers_held() const { return received_.size() + (delivered_ ? 1 : 0); }
+  // Ring buffers this connection holds: received and not read yet, plus the one read last.
+  std::size_t buffers_held() const { return held_ + (delivered_ ? 1 : 0); }
 
  private:
-  // What one receive completion brought: bytes in a buffer (result > 0), the EOF (0) or an
-  // error (-errno).
+  // What one receive completion brought: bytes (result > 0) in a ring buffer or, over the
+  // cap, copied out of it; the EOF (0); or an error (-errno).
   struct Received {
     int result;
     std::uint16_t buffer;
+    std::vector<char> copy;  // the bytes, if copied
   };
   struct Receive final : Operation, BufferWaiter {
     explicit Receive(Connection& c) : connection(c) {}
@@ -91,6 +94,8 @@ class Connection {
 
   void start_receiving();
   void on_received(int result, std::uint32_t flags);
+  // Whether bytes lie in what read_some returned last.
+  bool delivered_holds(std::span<const char> bytes) const;
   void release_delivered();
   // When waiting must end: idle_timeout_ after the last byte moved, or never.
   Clock::time_point idle_deadline() const;
@@ -101,12 +106,14 @@ class Connection {
   Receive receive_{*this};
   Send send_{*this};
   Receiving receiving_ = Receiving::kStopped;
-  std::vector<Received> received_;           // in order; read_some takes from the front
-  std::optional<std::uint16_t> delivered_;  // the buffer read_some returned last
-  std::vector<char> outgoing_;              // a copy of bytes to send that were not delivered_
-  int sent_ = 0;                             // the last send's result
-  std::coroutine_handle<> reader_;           // suspended in read_some
-  std::coroutine_handle<> writer_;           // suspended in write_all
+  std::vector<Received> received_;          // in order; read_some takes from the front
+  std::size_t held_ = 0;                    // entries of received_ in a ring buffer
+  std::optional<std::uint16_t> delivered_;  // the ring buffer read_some returned last
+  std::vector<char> delivered_copy_;        // or the copy it returned last
+  std::vector<char> outgoing_;              // a copy of bytes to send from anywhere else
+  int sent_ = 0;                            // the last send's result
+  std::coroutine_handle<> reader_;          // suspended in read_some
+  std::coroutine_handle<> writer_;          // suspended in write_all
   std::chrono::milliseconds idle_timeout_;
   Clock::time_point last_moved_;  // when a byte last moved, if idle_timeout_ is set
 };

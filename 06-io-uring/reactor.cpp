@@ -61,8 +61,8 @@ Reactor::Ring::Ring() {
   // finishes requests runs when that thread asks for completions (DEFER_TASKRUN), not whenever
   // an interrupt leaves it, so nothing interrupts the loop. Disabled until that thread enables
   // it (R_DISABLED): the loop's thread is not the one that makes the Reactor.
-  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                 IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED |
+                 IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
   params.cq_entries = kCompletionEntries;
   if (const int error = -io_uring_queue_init_params(kSubmissionEntries, &uring, &params)) {
     throw setup_failure(error);
@@ -175,8 +175,8 @@ void Reactor::run_once(int timeout_ms) {
   if (!bound_) {
     // The first round: from now on only this thread may submit (SINGLE_ISSUER).
     // liburing 2.3 declares io_uring_enable_rings() but does not export it: the system call.
-    if (syscall(__NR_io_uring_register, ring_.uring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
-                nullptr, 0) != 0) {
+    if (syscall(__NR_io_uring_register, ring_.uring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr,
+                0) != 0) {
       throw FatalError(std::string("io_uring_register ENABLE_RINGS: ") + std::strerror(errno));
     }
     bound_ = true;
@@ -327,6 +327,12 @@ void Reactor::abandon(Operation& op, Leftovers leftovers) {
   op.token_ = 0;
 }
 
+void Reactor::post_for_test(std::uint64_t user_data) {
+  io_uring_sqe* const sqe = next_sqe();
+  io_uring_prep_nop(sqe);
+  io_uring_sqe_set_data64(sqe, user_data);
+}
+
 void Reactor::give_back(std::uint16_t id) {
   buffers_.give_back(id);
   if (starved_.empty()) return;
@@ -386,4 +392,3 @@ int Reactor::wait_timeout_ms(int requested) const {
   const int until_next = left > 0 ? static_cast<int>(std::min<long long>(left, 1 << 30)) : 0;
   return requested < 0 ? until_next : std::min(requested, until_next);
 }
-

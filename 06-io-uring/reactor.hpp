@@ -39,6 +39,7 @@ inline constexpr const char* kRunStageFive = "run stage 5 instead: make run STAG
 class Operation {
  public:
   bool in_flight() const { return token_ != 0; }
+  std::uint64_t token() const { return token_; }
   // Records what happened and queues the coroutine that waits for it; resumes nothing.
   virtual void on_completion(int result, std::uint32_t flags) = 0;
 
@@ -160,8 +161,8 @@ class Reactor {
   }
 
   // `co_await reactor.wait(slot, deadline)`: suspends until a completion resumes the coroutine
-  // through slot (where an operation's owner keeps its waiter), or deadline passes, whichever comes first. True for the
-  // event, false for the deadline. kNever: no timer at all.
+  // through slot (where an operation's owner keeps its waiter), or deadline passes, whichever comes
+  // first. True for the event, false for the deadline. kNever: no timer at all.
   auto wait(std::coroutine_handle<>& slot, Clock::time_point deadline) {
     struct Wait {
       Reactor& reactor;
@@ -211,6 +212,8 @@ class Reactor {
   // Completions whose user_data named no request in flight: always a bug (a slot reused while
   // its request could still complete). The tests check it stays zero.
   std::uint64_t stale_completions() const { return stale_completions_; }
+  // For the tests: a no-op whose completion carries user_data, as a stale one would.
+  void post_for_test(std::uint64_t user_data);
 
  private:
   class Root;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -111,7 +112,7 @@ std::string how_it_ends(Body body) {
 
 }  // namespace
 
-TEST_CASE("an event resumes the coroutine waiting on that socket, and no other") {
+TEST_CASE("a completion resumes the coroutine waiting on that socket, and no other") {
   Reactor reactor;
   auto [first_server, first_client] = make_pair();
   auto [second_server, second_client] = make_pair();
@@ -197,52 +198,46 @@ TEST_CASE("a FatalError that leaves a spawned coroutine ends the loop: run() thr
 }
 
 #ifndef NDEBUG
-TEST_CASE("a second coroutine waiting for the same direction of a socket is caught at once") {
-  const auto wait_to_read = [](Reactor& reactor, Watch& watch) -> Task<void> {
-    co_await reactor.wait(watch.reader, kNever);
+TEST_CASE("a second coroutine waiting in the same slot is caught at once") {
+  const auto wait_to_read = [](Reactor& reactor, std::coroutine_handle<>& slot) -> Task<void> {
+    co_await reactor.wait(slot, kNever);
   };
   // One waiter is fine: the child process goes on and exits normally.
   CHECK(how_it_ends([&] {
-          Watch watch;  // first, so that it outlives the frames that wait in it
+          std::coroutine_handle<> slot;  // first, so that it outlives the frames that wait in it
           Reactor reactor;
-          reactor.spawn(wait_to_read(reactor, watch));
+          reactor.spawn(wait_to_read(reactor, slot));
           reactor.run_once(0);
         }) == "exit 0");
   // A second would silently take the first one's place, and the first would wait for ever.
   CHECK(how_it_ends([&] {
-          Watch watch;  // first, so that it outlives the frames that wait in it
+          std::coroutine_handle<> slot;  // first, so that it outlives the frames that wait in it
           Reactor reactor;
-          reactor.spawn(wait_to_read(reactor, watch));
-          reactor.spawn(wait_to_read(reactor, watch));
+          reactor.spawn(wait_to_read(reactor, slot));
+          reactor.spawn(wait_to_read(reactor, slot));
           reactor.run_once(0);
         }) == "SIGABRT");
 }
 #endif
 
-TEST_CASE("write_all keeps its own copy of what it still has to send while it waits") {
+TEST_CASE("write_all keeps its own copy of bytes that are not in the connection's buffer") {
   Reactor reactor;
   auto [server, client] = make_pair();
   const std::size_t size = 4 << 20;  // far more than a socket pair buffers
   std::string sent(size, '\0');
   for (std::size_t i = 0; i < size; ++i)
     sent[i] = static_cast<char>(i * 7 % 251);
+  std::string scratch = sent;  // the caller's bytes: overwritten while the sends are in flight
   bool done = false;
-  // The bytes to send sit in the reactor's read buffer, as an echo's do.
   reactor.spawn([](Reactor& r, Fd socket, const std::string& bytes, bool& finished) -> Task<void> {
     Connection connection(r, std::move(socket));
-    const std::span<char> buffer = r.read_buffer();
-    for (std::size_t at = 0; at < bytes.size(); at += buffer.size()) {
-      const std::size_t n = std::min(buffer.size(), bytes.size() - at);
-      std::copy_n(bytes.data() + at, n, buffer.data());
-      co_await connection.write_all(buffer.first(n));
-    }
+    co_await connection.write_all(bytes);
     finished = true;
-  }(reactor, std::move(server), sent, done));
+  }(reactor, std::move(server), scratch, done));
   std::string received;
   for (int round = 0; round < 100000 && !done; ++round) {
     reactor.run_once(0);
-    // Another connection's read would overwrite the shared buffer while write_all waits.
-    std::fill(reactor.read_buffer().begin(), reactor.read_buffer().end(), 'X');
+    std::fill(scratch.begin(), scratch.end(), 'X');  // the kernel must be reading a copy
     received += read_available(client);
   }
   received += read_available(client);
@@ -251,23 +246,83 @@ TEST_CASE("write_all keeps its own copy of what it still has to send while it wa
   CHECK(received == sent);
 }
 
-TEST_CASE("a connection that always has more to read yields after kReadsPerTurn reads") {
-  constexpr std::size_t kRead = 4096;  // the reactor reads 4 KiB at a time here
-  Reactor reactor(kRead);
+// Reads nothing until `go`, then echoes until EOF; says where its connection is.
+Task<void> echo_when(Reactor& reactor, Fd socket, const bool& go, Connection*& where) {
+  Connection connection(reactor, std::move(socket));
+  where = &connection;
+  while (!go)
+    co_await reactor.sleep_for(std::chrono::milliseconds(1));
+  for (;;) {
+    const std::span<const char> bytes = co_await connection.read_some();
+    if (bytes.empty()) break;
+    co_await connection.write_all(bytes);
+  }
+  where = nullptr;
+}
+
+TEST_CASE("a connection that is not read from holds at most kMaxBuffersHeld receive buffers") {
+  constexpr std::size_t kBuffer = 4096;
+  Reactor reactor(kBuffer, 64);
   auto [server, client] = make_pair();
-  const std::string sent(10 * kRead, 'f');  // ten reads' worth, all there before the first
+  bool go = false;
+  Connection* connection = nullptr;
+  reactor.spawn(echo_when(reactor, std::move(server), go, connection));
+  const std::string sent(40 * kBuffer, 'b');  // ten times the cap, ready before the first read
   REQUIRE(send(client.get(), sent.data(), sent.size(), 0) == static_cast<ssize_t>(sent.size()));
-  reactor.spawn(echo(reactor, std::move(server)));
-  reactor.run_once(0);  // starts, registers, and waits: the event comes with the next look
+  for (int round = 0; round < 50; ++round)
+    reactor.run_once(1);
+  REQUIRE(connection != nullptr);
+  // At the cap: what the kernel received into more buffers in the same go was copied out and
+  // those buffers given back, and the rest waits in the socket. The ring keeps the other 60.
+  CHECK(connection->buffers_held() == kMaxBuffersHeld);
+  CHECK(reactor.buffers().lent() == kMaxBuffersHeld);
+  // Once it reads, the receive is asked again each time everything held has been read: all of
+  // it comes through, in order.
+  go = true;
   std::string received;
-  // Each round, one turn: kReadsPerTurn reads (each echoed), then a yield to the back of the
-  // queue. Without the yield, the first turn would take all ten, and a flood all it sends.
-  for (const std::size_t expected : {4 * kRead, 8 * kRead, 10 * kRead}) {
+  for (int round = 0; round < 20000 && received.size() < sent.size(); ++round) {
     reactor.run_once(0);
     received += read_available(client);
-    CHECK(received.size() == expected);
   }
   CHECK(received == sent);
+}
+
+TEST_CASE("the buffer ring runs dry, and a receive that found it empty goes on once one is back") {
+  constexpr std::size_t kBuffer = 4096;
+  Reactor reactor(kBuffer, 8);  // two connections at the cap hold them all
+  auto [first_server, first_client] = make_pair();
+  auto [second_server, second_client] = make_pair();
+  auto [third_server, third_client] = make_pair();
+  bool first_go = false, second_go = false, third_go = true;
+  Connection *first = nullptr, *second = nullptr, *third = nullptr;
+  reactor.spawn(echo_when(reactor, std::move(first_server), first_go, first));
+  reactor.spawn(echo_when(reactor, std::move(second_server), second_go, second));
+  const std::string flood(12 * kBuffer, 'f');
+  REQUIRE(send(first_client.get(), flood.data(), flood.size(), 0) == 12 * 4096);
+  REQUIRE(send(second_client.get(), flood.data(), flood.size(), 0) == 12 * 4096);
+  for (int round = 0; round < 50; ++round)
+    reactor.run_once(1);
+  CHECK(reactor.buffers().lent() == 8);  // dry
+  reactor.spawn(echo_when(reactor, std::move(third_server), third_go, third));
+  REQUIRE(send(third_client.get(), "hello", 5, 0) == 5);
+  for (int round = 0; round < 50; ++round)
+    reactor.run_once(1);
+  CHECK(read_available(third_client).empty());  // ENOBUFS: nothing to receive into
+  first_go = true;  // reads, so its buffers come back: the third asks again, and is served
+  std::string echoed;
+  for (int round = 0; round < 20000 && echoed.size() < 5; ++round) {
+    reactor.run_once(0);
+    echoed += read_available(third_client);
+    read_available(first_client);
+  }
+  CHECK(echoed == "hello");
+  second_go = true;
+  std::string rest;
+  for (int round = 0; round < 20000 && rest.size() < flood.size(); ++round) {
+    reactor.run_once(0);
+    rest += read_available(second_client);
+  }
+  CHECK(rest == flood);
 }
 
 TEST_CASE("sleep_for resumes the coroutine once its delay has passed, not before") {
@@ -281,7 +336,7 @@ TEST_CASE("sleep_for resumes the coroutine once its delay has passed, not before
   reactor.run_once(0);
   CHECK(reactor.timer_count() == 1);
   while (!woke && Clock::now() - start < std::chrono::seconds(5))
-    reactor.run_once(-1);  // sleeps in epoll_wait until the timer is due
+    reactor.run_once(-1);  // sleeps in io_uring_enter until the timer is due
   CHECK(woke);
   CHECK(Clock::now() - start >= std::chrono::milliseconds(50));
   CHECK(reactor.timer_count() == 0);
@@ -414,4 +469,116 @@ TEST_CASE("a stopped listener hands out the clients already queued, then ends") 
   }(listener, accepted));
   CHECK(run_until(reactor, [&] { return reactor.spawned_count() == 0; }));
   CHECK(accepted == 5);
+}
+
+// What the kernel holds of this process: its open descriptors.
+std::size_t open_descriptors() {
+  std::size_t count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++count;
+  }
+  return count;
+}
+
+TEST_CASE("NO_IO_URING makes the ring unavailable, with one line that says what to do") {
+  REQUIRE(setenv("NO_IO_URING", "1", 1) == 0);
+  std::string message;
+  try {
+    Reactor reactor;
+  } catch (const IoUringUnavailable& e) {
+    message = e.what();
+  }
+  REQUIRE(unsetenv("NO_IO_URING") == 0);
+  CHECK(message.starts_with("io_uring unavailable: NO_IO_URING is set"));
+  CHECK(message.find("make run STAGE=5") != std::string::npos);
+  CHECK(message.find('\n') == std::string::npos);
+}
+
+TEST_CASE("a reactor set up, run and torn down leaves no descriptor and no request behind") {
+  const std::size_t before = open_descriptors();
+  {
+    Reactor reactor;
+    CHECK(open_descriptors() == before + 1);  // the ring
+    auto [server, client] = make_pair();
+    reactor.spawn(echo(reactor, std::move(server)));
+    REQUIRE(send(client.get(), "ping", 4, 0) == 4);
+    std::string echoed;
+    for (int round = 0; round < 1000 && echoed.size() < 4; ++round) {
+      reactor.run_once(1);
+      echoed += read_available(client);
+    }
+    CHECK(echoed == "ping");
+    CHECK(reactor.in_flight() == 1);  // the multishot receive, waiting for more
+  }  // the coroutine destroyed where it waits, its receive cancelled and waited for
+  CHECK(open_descriptors() == before);
+}
+
+TEST_CASE("a read that is given up is cancelled in the ring, and its buffers all come back") {
+  Reactor reactor(4096, 16);
+  auto [server, client] = make_pair();
+  int destroyed = 0;
+  reactor.spawn(wait_for_ever(reactor, std::move(server), destroyed));
+  reactor.run_once(0);
+  CHECK(reactor.in_flight() == 1);
+  reactor.destroy_all();  // abandons the receive: cancelled, but in flight until it ends
+  CHECK(destroyed == 1);
+  CHECK(reactor.in_flight() == 1);
+  reactor.quiesce();
+  CHECK(reactor.in_flight() == 0);
+  CHECK(reactor.buffers().lent() == 0);
+  CHECK(reactor.stale_completions() == 0);
+}
+
+TEST_CASE("a frame destroyed with a send in flight: the bytes live until the send has ended") {
+  Reactor reactor;
+  auto [server, client] = make_pair();
+  const std::size_t size = 8 << 20;  // far more than a socket pair buffers: the send waits
+  std::string sent(size, '\0');
+  for (std::size_t i = 0; i < size; ++i)
+    sent[i] = static_cast<char>(i * 13 % 241);
+  reactor.spawn([](Reactor& r, Fd socket, std::string bytes) -> Task<void> {
+    Connection connection(r, std::move(socket));
+    co_await connection.write_all(bytes);
+    FAIL("8 MiB went into a socket pair that nobody reads");
+  }(reactor, std::move(server), sent));
+  std::string received;
+  for (int round = 0; round < 20; ++round) {
+    reactor.run_once(1);
+    received += read_available(client);
+  }
+  REQUIRE(reactor.in_flight() == 2);  // the receive, and the send waiting for room
+  reactor.destroy_all();              // the frame, the string and the Connection go; the copy stays
+  CHECK(reactor.in_flight() == 2);
+  reactor.quiesce();
+  CHECK(reactor.in_flight() == 0);
+  CHECK(reactor.stale_completions() == 0);
+  received += read_available(client);
+  // Whatever arrived is the start of what was sent: nothing was read from freed memory.
+  CHECK(received.size() < sent.size());
+  CHECK(received == sent.substr(0, received.size()));
+}
+
+// A no-op request that counts its completions.
+struct CountedNop final : Operation {
+  int completions = 0;
+  void on_completion(int, std::uint32_t) override { ++completions; }
+};
+
+TEST_CASE("a completion that names a slot used again since is caught by its generation") {
+  Reactor reactor;
+  CountedNop first, second;
+  io_uring_prep_nop(reactor.prepare(first));
+  const std::uint64_t first_token = first.token();
+  reactor.run_once(0);
+  REQUIRE(first.completions == 1);
+  io_uring_prep_nop(reactor.prepare(second));  // takes the slot first had, a generation on
+  CHECK((second.token() >> 32) == (first_token >> 32));
+  CHECK(second.token() != first_token);
+  reactor.post_for_test(first_token);  // what a completion of first's would carry, too late
+  reactor.run_once(0);
+  reactor.run_once(0);
+  CHECK(second.completions == 1);  // its own, and not first's
+  CHECK(first.completions == 1);
+  CHECK(reactor.stale_completions() == 1);
 }

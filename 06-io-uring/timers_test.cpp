@@ -86,7 +86,7 @@ TEST_CASE("destroying an armed timer takes it out of the queue") {
 TEST_CASE("a timer whose coroutine the event already took does nothing at its deadline") {
   TimerQueue queue;
   Timer lost_race, won_race;
-  std::coroutine_handle<> reader = fake_handle(1);  // the Watch slot: the coroutine waits here
+  std::coroutine_handle<> reader = fake_handle(1);  // the owner's slot: the coroutine waits here
   std::coroutine_handle<> writer = fake_handle(2);
   queue.arm(lost_race, t0 + milliseconds(10), fake_handle(1), &reader);
   queue.arm(won_race, t0 + milliseconds(10), fake_handle(2), &writer);
