@@ -86,14 +86,11 @@ void Connection::on_received(int result, std::uint32_t flags) {
       receiving_ = Receiving::kStopping;
     }
   } else if (result == -ENOBUFS && receiving_ == Receiving::kArmed) {
-    // The ring ran dry: every buffer is held by some connection. Ask again when one comes back,
-    // or now if one already has (earlier in this batch of completions).
-    if (reactor_.buffers().lent() < reactor_.buffers().count()) {
-      start_receiving();
-    } else {
-      receiving_ = Receiving::kStarved;
-      reactor_.wait_for_buffer(receive_);
-    }
+    // The ring ran dry: every buffer is held by some connection. Asked again when one comes
+    // back (and not at once: the completions that took the buffers may come later in this
+    // batch, and asking again before they are in would only fail again, every round).
+    receiving_ = Receiving::kStarved;
+    reactor_.wait_for_buffer(receive_);
   } else if (result == -ECANCELED || result == -ENOBUFS || result == -EINTR) {
     receiving_ = Receiving::kStopped;  // our cancel, or it ended while we were cancelling it
   } else {

@@ -186,6 +186,13 @@ void Reactor::run_once(int timeout_ms) {
   // Completions only record what the kernel did and queue the coroutines waiting for it: none
   // runs, so none can destroy an operation, until the whole batch has been read.
   reap();
+  // Every buffer the kernel has taken is counted now: receives that found the ring dry earlier
+  // in the batch ask again, one per buffer back in the ring.
+  while (!starved_.empty() && buffers_.lent() < buffers_.count()) {
+    BufferWaiter* const waiter = starved_.front();
+    starved_.pop_front();
+    waiter->on_buffer_returned();
+  }
   // No clock read per round unless some wait has a deadline: with no idle timeout, the queue
   // is empty except while accept backs off.
   if (!timers_.empty()) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -567,18 +568,27 @@ struct CountedNop final : Operation {
 
 TEST_CASE("a completion that names a slot used again since is caught by its generation") {
   Reactor reactor;
+  auto [server, client] = make_pair();
   CountedNop first, second;
   io_uring_prep_nop(reactor.prepare(first));
   const std::uint64_t first_token = first.token();
   reactor.run_once(0);
   REQUIRE(first.completions == 1);
-  io_uring_prep_nop(reactor.prepare(second));  // takes the slot first had, a generation on
+  // Takes the slot first had, a generation on, and stays in flight: nothing to read yet.
+  io_uring_prep_poll_add(reactor.prepare(second), server.get(), POLLIN);
   CHECK((second.token() >> 32) == (first_token >> 32));
   CHECK(second.token() != first_token);
-  reactor.post_for_test(first_token);  // what a completion of first's would carry, too late
+  reactor.run_once(0);
+  REQUIRE(second.in_flight());
+  // What a late completion of first's would carry, while its slot serves second: only the
+  // generation tells them apart.
+  reactor.post_for_test(first_token);
   reactor.run_once(0);
   reactor.run_once(0);
-  CHECK(second.completions == 1);  // its own, and not first's
-  CHECK(first.completions == 1);
   CHECK(reactor.stale_completions() == 1);
+  CHECK(second.completions == 0);  // not handed first's completion
+  CHECK(second.in_flight());
+  REQUIRE(send(client.get(), "x", 1, 0) == 1);
+  CHECK(run_until(reactor, [&] { return second.completions == 1; }));
+  CHECK(first.completions == 1);
 }
