@@ -14,7 +14,7 @@ threads, the ones that compare them with the stages):
     bulk      50 connections, 16 KiB, depth 4
     idle      one ping-pong client among 0, 1000, 5000 and 10000 idle connections
     memory    the server's VmRSS growth over 5000 idle connections, per connection
-    threads   small messages again, with --threads 1 and 2 (stages 5 and 6 and the peers that take it)
+    threads   small messages again, with --threads 1 and 2 (stages 5 and 6, and peers that take it)
 
 Each run starts the server afresh on a free port, pinned to core 0 (to both cores with 2
 threads), and echoload on core 1. Within a scenario the servers take turns, repeat after
