@@ -1,4 +1,4 @@
-"""Tests of how the Makefile treats a machine where stage 6 cannot run: /usr/bin/python3 -m pytest tools/tests
+"""Tests of a machine where stage 6 cannot run: /usr/bin/python3 -m pytest tools/tests
 
 Stage 6 needs liburing to build and io_uring to run. Where either is missing, `make run` starts
 stage 5 and says why, and `make test-6` says "stage 6 not run: <why>" and passes, except with
@@ -99,7 +99,8 @@ class MakeRun:
             deadline = time.monotonic() + self.timeout
             while b"\nlistening on " not in b"\n" + output:
                 left = deadline - time.monotonic()
-                assert left > 0, f"make run: no 'listening on' nor an end in {self.timeout} s: {output}"
+                assert left > 0, (
+                    f"make run: no 'listening on' nor an end in {self.timeout} s: {output}")
                 if selector.select(left):
                     chunk = os.read(self.make.stdout.fileno(), 4096)
                     if not chunk:
