@@ -24,7 +24,7 @@ ifneq ($(SANITIZE),)
   # sanitized code is several times slower, so the suite's deadlines are scaled up.
   export ASAN_OPTIONS := quarantine_size_mb=16:halt_on_error=1:abort_on_error=0
   export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
-  # SANITIZE=thread (stage 5, the one with threads): a data race ends the server, so the test
+  # SANITIZE=thread (stages 5 and 6, the ones with threads): a data race ends the server, so the test
   # that drove it fails instead of a report scrolling by.
   export TSAN_OPTIONS := halt_on_error=1:second_deadlock_stack=1
   export TEST_TIME_SCALE ?= 4
