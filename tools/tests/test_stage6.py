@@ -14,6 +14,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -217,3 +218,12 @@ def test_probe_tells_unavailable_from_broken(tmp_path, stand_in, status, stdout,
     assert ran.stdout.endswith(stdout) and (ran.stdout == "") == (stdout == ""), ran.stdout
     assert stderr in ran.stderr, ran.stderr
     assert time.monotonic() - started < 5, f"{stand_in}: the probe took too long"
+
+
+def test_bench_leaves_out_a_stage_6_that_cannot_run(servers, monkeypatch, capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    import common
+    assert 6 in common.built_stages()
+    monkeypatch.setenv("NO_IO_URING", "1")
+    assert 6 not in common.built_stages() and 5 in common.built_stages()
+    assert f"stage 6 left out: {NO_IO_URING}" in capsys.readouterr().err
