@@ -24,8 +24,8 @@ ifneq ($(SANITIZE),)
   # sanitized code is several times slower, so the suite's deadlines are scaled up.
   export ASAN_OPTIONS := quarantine_size_mb=16:halt_on_error=1:abort_on_error=0
   export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
-  # SANITIZE=thread (stages 5 and 6, the ones with threads): a data race ends the server, so the test
-  # that drove it fails instead of a report scrolling by.
+  # SANITIZE=thread (stages 5 and 6, the ones with threads): a data race ends the server, so
+  # the test that drove it fails instead of a report scrolling by.
   export TSAN_OPTIONS := halt_on_error=1:second_deadlock_stack=1
   export TEST_TIME_SCALE ?= 4
 endif
@@ -188,7 +188,7 @@ endif
 
 # Shell: the unit tests of stage $(1), then the shared suite against it, each command shown.
 STAGE_TESTS = set -e; echo "=== stage $(1): unit tests ==="; \
-    echo "$(BUILD_ROOT)/$(call stage_dir,$(1))/unit_tests"; $(BUILD_ROOT)/$(call stage_dir,$(1))/unit_tests; \
+    unit_tests=$(BUILD_ROOT)/$(call stage_dir,$(1))/unit_tests; echo "$$unit_tests"; $$unit_tests; \
     echo "=== stage $(1): shared suite ==="; echo '$(call PYTEST,$(1))'; $(call PYTEST,$(1))
 
 # PYTHON is expanded when this recipe runs, after check-deps may have installed pytest.
