@@ -9,7 +9,7 @@
 .NOTPARALLEL:
 
 SHELL := /bin/bash
-STAGE_DIRS := $(sort $(wildcard 0[1-5]-*))
+STAGE_DIRS := $(sort $(wildcard 0[1-6]-*))
 STAGE_NUMBERS := $(patsubst 0%,%,$(foreach d,$(STAGE_DIRS),$(firstword $(subst -, ,$d))))
 HIGHEST_STAGE := $(lastword $(STAGE_NUMBERS))
 stage_dir = $(or $(wildcard 0$(1)-*),$(error there is no stage $(1) yet: stages here are $(STAGE_NUMBERS)))
@@ -24,8 +24,8 @@ ifneq ($(SANITIZE),)
   # sanitized code is several times slower, so the suite's deadlines are scaled up.
   export ASAN_OPTIONS := quarantine_size_mb=16:halt_on_error=1:abort_on_error=0
   export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
-  # SANITIZE=thread (stage 5, the one with threads): a data race ends the server, so the test
-  # that drove it fails instead of a report scrolling by.
+  # SANITIZE=thread (stages 5 and 6, the ones with threads): a data race ends the server, so
+  # the test that drove it fails instead of a report scrolling by.
   export TSAN_OPTIONS := halt_on_error=1:second_deadlock_stack=1
   export TEST_TIME_SCALE ?= 4
 endif
@@ -40,6 +40,11 @@ ECHOLOAD_MAKE = $(MAKE) --no-print-directory -C tools/echoload BUILD_ROOT=$(absp
 DOCTEST_HEADER ?= doctest/doctest.h
 HAS_DOCTEST = $(CXX) $(CXXFLAGS) -x c++ -E -include $(DOCTEST_HEADER) /dev/null \
     -o /dev/null 2>/dev/null
+# Stage 6 alone needs liburing's header (and library) to build, asked the same way, as its own
+# Makefile does; LIBURING_HEADER=liburing/nope.h plays a machine without liburing.
+LIBURING_HEADER ?= liburing.h
+HAS_LIBURING = $(CXX) $(CXXFLAGS) -x c++ -E -include $(LIBURING_HEADER) /dev/null \
+    -o /dev/null 2>/dev/null
 
 # The interpreter that can `import pytest`: Debian's python3-pytest is installed for
 # /usr/bin/python3, and a python3 earlier on PATH (pyenv, conda, a venv) may lack it.
@@ -49,7 +54,7 @@ PYTHON ?= $(shell for p in python3 /usr/bin/python3; do \
 PYTEST = $(PYTHON) -m pytest tests --stage $(1) --server $(BUILD_ROOT)/$(call stage_dir,$(1))/server \
     $(if $(QUICK),-m "not slow")
 
-DEPS := doctest-dev python3-pytest python3-pytest-timeout netcat-openbsd
+DEPS := doctest-dev python3-pytest python3-pytest-timeout netcat-openbsd liburing-dev
 BENCH_DEPS := libboost-dev libuv1-dev nodejs python3-matplotlib strace
 # bench/run.py needs only the standard library; its plots need Debian's python3-matplotlib,
 # installed for /usr/bin/python3 (a python3 earlier on PATH may lack it, as with pytest).
@@ -59,22 +64,50 @@ BENCH_PYTHON ?= $(or $(shell for p in python3 /usr/bin/python3; do \
 BENCH_ARGS ?=
 PORT ?= 7000
 HOST ?= 127.0.0.1
+# make run without STAGE= starts the highest stage; where that is stage 6 and it cannot run
+# here, stage 5 instead, saying why. STAGE=N picks a stage, and then nothing else is tried.
+RUN_FALLS_BACK := $(if $(STAGE),,$(filter 6,$(HIGHEST_STAGE)))
 STAGE ?= $(HIGHEST_STAGE)
+
+# Stage 6 needs liburing to build and io_uring to run, which a kernel may lack or forbid (as
+# many containers do). Where either is missing, make all, make test and make unit-tests say so
+# and go on with the other stages, and make run starts stage 5; with CI=true a stage 6 that
+# cannot run fails instead. tools/stage6-probe.sh starts the server once to find out.
+STAGE6_DIR := $(filter 06-%,$(STAGE_DIRS))
+NO_LIBURING := liburing is not installed ($(LIBURING_HEADER) not found): make deps installs liburing-dev
+PROBE_SECONDS := $(if $(SANITIZE),40,10)
+# Shell, for a recipe: sets why to the reason stage 6 cannot run here, or to nothing where it
+# can. A stage 6 that fails to start for any other reason (a crash, no `listening on` in time)
+# is broken, not unsupported: the recipe fails with what the probe saw.
+STAGE6_WHY = if ! $(HAS_LIBURING); then why="$(NO_LIBURING)"; \
+    else why=$$(tools/stage6-probe.sh $(BUILD_ROOT)/$(STAGE6_DIR)/server $(PROBE_SECONDS)) \
+      || [ $$? = 3 ] || exit 1; fi
+# Shell: says that stage 6 was not run and why; fails where CI=true.
+STAGE6_NOT_RUN = if [ "$(CI)" = true ]; then \
+      echo "error: stage 6 not run: $$why (with CI=true every stage must run)" >&2; exit 1; fi; \
+    echo "stage 6 not run: $$why"
 
 .PHONY: all help deps check-deps run test unit-tests tools-test format-check clean
 .PHONY: examples examples-check labs labs-check labs-grade compile-commands
 .PHONY: bench plots peers bench-deps echoload-binary
 
-all: $(addprefix stage-,$(STAGE_NUMBERS))
+all: $(patsubst stage-6,stage-6-if-possible,$(addprefix stage-,$(STAGE_NUMBERS)))
 
 help:
+ifeq ($(RUN_FALLS_BACK),6)
+	@echo "make run            build and start stage 6 on $(HOST):$(PORT), or stage 5 where io_uring"
+	@echo "                    cannot run, saying why (STAGE=N picks a stage)"
+else
 	@echo "make run            build and start stage $(STAGE) on $(HOST):$(PORT) (STAGE=N picks another)"
+endif
 	@echo "make test           everything: deps if missing, every stage's unit tests and the shared suite,"
 	@echo "                    the tools' tests, the suite's self-test, the examples, the labs' check,"
 	@echo "                    the docs check, and the site where its tools are installed"
 	@echo "make stage-N        build stage N into $(BUILD_ROOT)/<stage-dir>/: its server, and its unit tests"
-	@echo "                    where doctest is installed (make run builds the server alone)"
-	@echo "make test-N         unit tests of stage N, then the shared suite against it (QUICK=1: no slow tests)"
+	@echo "                    where doctest is installed (make run builds the server alone); stage 6"
+	@echo "                    needs liburing-dev as well"
+	@echo "make test-N         unit tests of stage N, then the shared suite against it (QUICK=1: no slow tests);"
+	@echo "                    stage 6 where io_uring can run, a note otherwise (CI=true: a failure)"
 	@echo "make diff-N         what stage N changed from stage N-1"
 	@echo "make unit-tests     build every stage and run its unit tests only"
 	@echo "make selftest       prove the suite can fail: each bug mode of tests/broken_server"
@@ -104,7 +137,7 @@ help:
 	@echo "make bench-deps     install the Debian packages the benchmark and its peers need"
 	@echo "make frame-sizes    what one idle stage-4 connection allocates: its coroutine frames"
 	@echo "make clean          remove every build tree"
-	@echo "Options: SANITIZE=address,undefined  CXX=clang++  QUICK=1  STAGE=N  PORT=N"
+	@echo "Options: SANITIZE=address,undefined  CXX=clang++  QUICK=1  STAGE=N  PORT=N  CI=true"
 	@echo "Stages here: $(STAGE_DIRS)"
 
 # Pattern rules, not .PHONY ones (make skips pattern rules for phony targets): FORCE makes
@@ -115,6 +148,10 @@ stage-%: FORCE
 # The server alone, without the unit tests: what make run and make bench need.
 server-%: FORCE
 	+@$(call STAGE_MAKE,$*) server
+# make all and make bench: stage 6 where liburing is installed, a note otherwise.
+stage-6-if-possible server-6-if-possible: %-6-if-possible: FORCE
+	+@if $(HAS_LIBURING); then $(call STAGE_MAKE,6) $(if $(filter stage,$*),all,server); \
+	else echo "stage 6 not built: $(NO_LIBURING)"; fi
 
 # Installs the test tools. Needs root (or sudo): otherwise prints the command and stops.
 deps:
@@ -124,37 +161,64 @@ deps:
 	else echo "make deps needs root. Run:"; echo "  sudo sh -c '$$cmd'"; exit 1; fi
 
 # Runs `make deps` only when something is missing, so `make test` works on a fresh machine.
+# Without liburing alone, a failed make deps leaves stage 6 out instead (not where CI=true).
 check-deps:
 	@missing=""; \
 	$(HAS_DOCTEST) || missing="$$missing doctest-dev"; \
 	[ -n "$(PYTHON)" ] || missing="$$missing python3-pytest python3-pytest-timeout"; \
 	command -v nc >/dev/null 2>&1 || missing="$$missing netcat-openbsd"; \
-	if [ -n "$$missing" ]; then echo "missing:$$missing; running make deps"; $(MAKE) --no-print-directory deps; fi
+	$(if $(STAGE6_DIR),$(HAS_LIBURING) || missing="$$missing liburing-dev";) \
+	if [ -n "$$missing" ]; then echo "missing:$$missing; running make deps"; \
+	  $(MAKE) --no-print-directory deps || { [ "$$missing" = " liburing-dev" ] && [ "$(CI)" != true ] \
+	    && echo "make deps failed: going on without stage 6, which needs liburing-dev"; }; fi
 
-# Builds the server only, so it needs nothing but g++ and make: no doctest, no python.
+# Builds the server only, so it needs nothing but g++ and make (and liburing for stage 6): no
+# doctest, no python.
+ifeq ($(RUN_FALLS_BACK),6)
+# Stage 6 where it can run here, otherwise stage 5; make run STAGE=N, below, then starts it.
+run:
+	+@if $(HAS_LIBURING); then $(call STAGE_MAKE,6) server || exit; fi; $(STAGE6_WHY); \
+	if [ -z "$$why" ]; then stage=6; echo "make run: stage 6 (io_uring)"; \
+	else stage=5; echo "make run: stage 6 cannot run here: $$why; starting stage 5"; fi; \
+	exec $(MAKE) --no-print-directory run STAGE=$$stage
+else
 run: server-$(STAGE)
 	exec $(BUILD_ROOT)/$(call stage_dir,$(STAGE))/server --host $(HOST) --port $(PORT)
+endif
+
+# Shell: the unit tests of stage $(1), then the shared suite against it, each command shown.
+STAGE_TESTS = set -e; echo "=== stage $(1): unit tests ==="; \
+    unit_tests=$(BUILD_ROOT)/$(call stage_dir,$(1))/unit_tests; echo "$$unit_tests"; $$unit_tests; \
+    echo "=== stage $(1): shared suite ==="; echo '$(call PYTEST,$(1))'; $(call PYTEST,$(1))
 
 # PYTHON is expanded when this recipe runs, after check-deps may have installed pytest.
 test-%: check-deps stage-% FORCE
-	@echo "=== stage $*: unit tests ==="
-	$(BUILD_ROOT)/$(call stage_dir,$*)/unit_tests
-	@echo "=== stage $*: shared suite ==="
 	$(if $(PYTHON),,$(error no python3 here can import pytest and pytest_timeout: run make deps))
-	$(call PYTEST,$*)
+	@$(call STAGE_TESTS,$*)
+
+# Stage 6 as test-% tests the others, where it can run here; otherwise a note (CI=true: a failure).
+test-6: check-deps stage-6-if-possible FORCE
+	$(if $(PYTHON),,$(error no python3 here can import pytest and pytest_timeout: run make deps))
+	@$(STAGE6_WHY); if [ -n "$$why" ]; then $(STAGE6_NOT_RUN); exit 0; fi; $(call STAGE_TESTS,6)
 
 unit-tests: check-deps all echoload
 	@set -e; for d in $(STAGE_DIRS) tools/echoload; do \
+	  if [ "$$d" = "$(STAGE6_DIR)" ]; then \
+	    $(STAGE6_WHY); if [ -n "$$why" ]; then $(STAGE6_NOT_RUN); continue; fi; fi; \
 	  echo "=== $$d: unit tests ==="; $(BUILD_ROOT)/$$d/unit_tests; done
+
+# Shell: sets stages to what make test ran, for its last line.
+TESTED_STAGES = stages="every stage"; $(if $(STAGE6_DIR),$(STAGE6_WHY); \
+    [ -z "$$why" ] || stages="every stage but 6 (not run: $$why)")
 
 test: check-deps all
 	@set -e; for n in $(STAGE_NUMBERS); do $(MAKE) --no-print-directory test-$$n; done
 	@$(MAKE) --no-print-directory tools-test
 ifeq ($(TREE_SUFFIX),)
 	@$(MAKE) --no-print-directory selftest examples-check labs-check docs-check site-if-installed
-	@echo "make test: every stage, the tools, the self-test, the examples, the labs' check and the docs check passed"
+	@$(TESTED_STAGES); echo "make test: $$stages, the tools, the self-test, the examples, the labs' check and the docs check passed"
 else
-	@echo "make test: every stage and the tools passed in $(BUILD_ROOT)/ (the self-test, the"
+	@$(TESTED_STAGES); echo "make test: $$stages and the tools passed in $(BUILD_ROOT)/ (the self-test, the"
 	@echo "examples check and the docs check run in the plain build only: they test the suite,"
 	@echo "the chapters' claims and the docs, not the build)"
 endif
@@ -281,7 +345,7 @@ site-if-installed:
 
 diff-%: FORCE
 	@prev=$$(ls -d 0$$(($* - 1))-* 2>/dev/null); \
-	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to 5"; exit 2; }; \
+	[ -n "$$prev" ] || { echo "error: diff-N takes N from 2 to $(HIGHEST_STAGE)"; exit 2; }; \
 	diff -ruN --exclude='*.d' --exclude=compile_commands.json $$prev $(call stage_dir,$*); [ $$? -le 1 ]
 
 FORMATTED_DIRS := $(STAGE_DIRS) examples tools/echoload tests/broken_server bench bench/peers
@@ -300,7 +364,8 @@ peers:
 	+@$(MAKE) --no-print-directory -C bench/peers BUILD_ROOT=$(abspath $(BUILD_ROOT))
 
 ifeq ($(TREE_SUFFIX),)
-bench: $(addprefix server-,$(STAGE_NUMBERS)) echoload-binary peers
+bench: $(patsubst server-6,server-6-if-possible,$(addprefix server-,$(STAGE_NUMBERS))) \
+    echoload-binary peers
 	$(BENCH_PYTHON) bench/run.py $(BENCH_ARGS)
 	@$(MAKE) --no-print-directory plots
 else

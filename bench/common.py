@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHOLOAD = ROOT / "build" / "tools" / "echoload" / "echoload"
-STAGE_NAMES = {1: "poll", 2: "epoll LT", 3: "epoll ET", 4: "coroutines", 5: "full server"}
+STAGE_NAMES = {1: "poll", 2: "epoll LT", 3: "epoll ET", 4: "coroutines", 5: "full server",
+               6: "io_uring"}
 TOOL = Path(sys.argv[0]).stem  # names the script in its error messages
 
 
@@ -35,9 +36,21 @@ def stage_binary(stage):
 
 
 def built_stages():
-    """{stage number: server binary} for every stage directory whose server is built."""
-    return {int(d.name[1]): server_of(d) for d in sorted(ROOT.glob("0[1-5]-*"))
-            if server_of(d).exists()}
+    """{stage number: server binary} for every stage directory whose server is built and can
+    run here (stage 6 needs io_uring, which a kernel may lack or forbid)."""
+    return {int(d.name[1]): server_of(d) for d in sorted(ROOT.glob("0[1-6]-*"))
+            if server_of(d).exists() and (d.name[1] != "6" or io_uring_runs(server_of(d)))}
+
+
+def io_uring_runs(binary):
+    """Whether stage 6's server starts here (tools/stage6-probe.sh); says so when it cannot."""
+    probe = subprocess.run([str(ROOT / "tools" / "stage6-probe.sh"), str(binary)],
+                           capture_output=True, text=True)
+    if probe.returncode == 3:
+        print(f"{TOOL}: stage 6 left out: {probe.stdout.strip()}", file=sys.stderr)
+    elif probe.returncode:
+        fail(f"stage 6 does not start: {probe.stderr.strip()}")
+    return probe.returncode == 0
 
 
 def machine():

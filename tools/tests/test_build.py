@@ -85,11 +85,13 @@ def test_make_run_builds_no_unit_tests_and_asks_no_python(tmp_path):
     env, mark = python_trap(tmp_path)
     root = tmp_path / "build"
     # -n prints what `make run` would build into an empty tree (the stage's own make runs too,
-    # under -n as well), and the exec line, without compiling or starting anything.
+    # under -n as well), and the exec line, without compiling or starting anything. Where the
+    # highest stage is 6, make run's choice between stages 6 and 5 runs under -n too (its line
+    # starts makes): it plans stage 6's build, finds no stage 6 server, and plans stage 5's.
     planned = make("-n", "run", f"BUILD_ROOT={root}", env=env)
     assert planned.returncode == 0, f"make -n run failed:\n{planned.stdout}\n{planned.stderr}"
     lines = planned.stdout.splitlines()
-    server = [line for line in lines if line.startswith("exec ")]
+    server = [line for line in lines if line.startswith("exec ") and "/server " in line]
     assert len(server) == 1 and server[0].endswith("/server --host 127.0.0.1 --port 7000"), (
         planned.stdout)
     stage_dir = Path(server[0].split()[1]).parent
