@@ -261,6 +261,16 @@ Task<void> echo_when(Reactor& reactor, Fd socket, const bool& go, Connection*& w
   where = nullptr;
 }
 
+// Runs rounds, reading what comes back to client, until `size` bytes have or the rounds run out.
+std::string echoed_back(Reactor& reactor, const Fd& client, std::size_t size) {
+  std::string received;
+  for (int round = 0; round < 20000 && received.size() < size; ++round) {
+    reactor.run_once(0);
+    received += read_available(client);
+  }
+  return received;
+}
+
 TEST_CASE("a connection that is not read from holds at most kMaxBuffersHeld receive buffers") {
   constexpr std::size_t kBuffer = 4096;
   Reactor reactor(kBuffer, 64);
@@ -280,12 +290,7 @@ TEST_CASE("a connection that is not read from holds at most kMaxBuffersHeld rece
   // Once it reads, the receive is asked again each time everything held has been read: all of
   // it comes through, in order.
   go = true;
-  std::string received;
-  for (int round = 0; round < 20000 && received.size() < sent.size(); ++round) {
-    reactor.run_once(0);
-    received += read_available(client);
-  }
-  CHECK(received == sent);
+  CHECK(echoed_back(reactor, client, sent.size()) == sent);
 }
 
 TEST_CASE("the buffer ring runs dry, and a receive that found it empty goes on once one is back") {
@@ -318,12 +323,7 @@ TEST_CASE("the buffer ring runs dry, and a receive that found it empty goes on o
   }
   CHECK(echoed == "hello");
   second_go = true;
-  std::string rest;
-  for (int round = 0; round < 20000 && rest.size() < flood.size(); ++round) {
-    reactor.run_once(0);
-    rest += read_available(second_client);
-  }
-  CHECK(rest == flood);
+  CHECK(echoed_back(reactor, second_client, flood.size()) == flood);
 }
 
 TEST_CASE("sleep_for resumes the coroutine once its delay has passed, not before") {
