@@ -420,9 +420,10 @@ def stop_process(proc, seconds=10.0):
         return proc.wait(timeout=scaled(seconds))
 
 
-# Stage 6 takes the path it takes where io_uring is unavailable when this variable is set to
-# anything but the empty string (it prints one `error: io_uring unavailable: ...` line and
-# exits 1). Only the test of that path sets it.
+# Set to anything but the empty string, this variable makes stage 6 act as where io_uring is
+# unavailable: one `error: io_uring unavailable: ...` line, exit 1. Only the test of that path
+# sets it; the suite removes it from every other server's environment rather than refuse to
+# run, since what it asks for (no io_uring) is never what a run of the suite is for.
 NO_IO_URING = "NO_IO_URING"
 
 
