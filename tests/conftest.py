@@ -12,13 +12,21 @@ build/<stage-dir>/server), e.g. for a sanitizer build. --server-args adds argume
 server the suite starts; the self-test uses it to pick a bug mode of tests/broken_server.
 The labs' structural checks in tests/lab/ are collected only when a command-line path names
 them (`pytest tests/lab/test_structure.py::test_x --stage 2`), never by `pytest tests`.
+
+Stage 6 needs io_uring. Before its first test the suite starts it once; if it answers, as the
+contract says, with exit code 1 and the one line `error: io_uring unavailable: REASON`, the run
+ends at once with "stage 6 not run: io_uring unavailable: REASON" and exit code 77
+(NOT_RUN_EXIT), or 1 where the CI variable is set. Every server the suite starts runs without
+NO_IO_URING in its environment, the variable that makes stage 6 take that path.
 """
 
 import ipaddress
 import os
+import re
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,13 +38,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The labs' checks: how a stage is built (epoll, edge-triggered), not what a client sees, so
 # they are no part of the suite; lab grading names them on the command line.
 LAB_DIR = Path(__file__).resolve().parent / "lab"
-STAGES = range(1, 6)
+STAGES = range(1, 7)
+STAGE_RANGE = f"{STAGES[0]}..{STAGES[-1]}"
 
 # The one table of stage gates. A test marked since(N) is left out for stages before N,
 # and this is the reason the run prints for it: what stage N adds.
 SINCE = {
     1: "stage 1 (poll) already meets the whole echo contract",
     5: "stage 5 adds --threads, idle timeouts, connection limits, logging and graceful shutdown",
+    6: "stage 6 runs on io_uring, and exits 1 with one line where it cannot",
 }
 
 STAGE_KEY = pytest.StashKey[int]()
@@ -53,7 +63,7 @@ SERVERS_KEY = pytest.StashKey[list]()
 def pytest_addoption(parser):
     group = parser.getgroup("echo server suite")
     group.addoption("--stage", metavar="N", default=None,
-                    help="stage under test, 1..5 (required): decides which tests apply")
+                    help=f"stage under test, {STAGE_RANGE} (required): decides which tests apply")
     group.addoption("--server", metavar="PATH", default=None,
                     help="server binary (default: build/<stage-dir>/server)")
     group.addoption("--server-args", metavar="ARGS", default="",
@@ -96,10 +106,10 @@ def pytest_configure(config):
     text = config.getoption("stage")
     if text is None:
         raise pytest.UsageError(
-            "--stage N is required (N = 1..5): it decides which tests apply,"
+            f"--stage N is required (N = {STAGE_RANGE}): it decides which tests apply,"
             " e.g. `pytest tests --stage 1`")
     if not text.isdigit() or int(text) not in STAGES:
-        raise pytest.UsageError(f"--stage must be one of 1..5, got {text!r}")
+        raise pytest.UsageError(f"--stage must be one of {STAGE_RANGE}, got {text!r}")
     stage = int(text)
     server = config.getoption("server")
     if server is None:
@@ -126,9 +136,77 @@ def pytest_report_header(config):
     if STAGE_KEY not in config.stash:
         return None
     command = shlex.join([str(config.stash[SERVER_PATH_KEY]), *config.stash[SERVER_ARGS_KEY]])
-    return (f"echo server suite: stage {config.stash[STAGE_KEY]},"
-            f" server {command}, TEST_TIME_SCALE={helpers.TIME_SCALE:g}"
-            f" (per-test timeout {helpers.scaled(_default_timeout(config)):g} s)")
+    lines = [f"echo server suite: stage {config.stash[STAGE_KEY]},"
+             f" server {command}, TEST_TIME_SCALE={helpers.TIME_SCALE:g}"
+             f" (per-test timeout {helpers.scaled(_default_timeout(config)):g} s)"]
+    if helpers.NO_IO_URING in os.environ:
+        lines.append(f"{helpers.NO_IO_URING} is set here: the suite leaves it out of the"
+                     " servers it starts (only the test of the io_uring-unavailable path sets it)")
+    return lines
+
+
+# How a run of stage 6 ends where io_uring cannot be used (a kernel too old for what the stage
+# uses, a seccomp policy such as a container's default, kernel.io_uring_disabled): at once, with
+# one line, instead of the same failure once per test. 77 is what automake and meson call a
+# skipped test: neither a pass (0) nor failed tests (1), so the Makefile can say "stage 6 not
+# run" and go on. Under CI (the CI variable set, as CI services do), a stage that did not run
+# must not pass for one that did: the run exits 1, as failed tests would.
+NOT_RUN_EXIT = 77
+IO_URING_UNAVAILABLE = re.compile(r"error: io_uring unavailable: (\S.*)\n")
+
+
+def _in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _io_uring_unavailable(config):
+    """'io_uring unavailable: REASON' if stage 6 cannot run here, else None.
+
+    Starts the server once with --port 0 --threads 1 and takes its word only if it ends by
+    itself exactly as the contract says: exit code 1, nothing on stdout, and one stderr line
+    `error: io_uring unavailable: REASON`. Anything else (a crash, another exit code, a
+    second line, a server that listens or hangs) is not taken for that: the tests run and
+    report it."""
+    argv = [str(config.stash[SERVER_PATH_KEY]), *config.stash[SERVER_ARGS_KEY],
+            "--host", "127.0.0.1", "--port", "0", "--threads", "1"]
+    with tempfile.TemporaryDirectory(prefix="stage6-probe-") as scratch:
+        out_path, err_path = Path(scratch) / "stdout", Path(scratch) / "stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    cwd=scratch, env=helpers.server_environment(),
+                                    preexec_fn=helpers.child_limits())
+        try:
+            deadline = helpers.deadline_after(10)
+            while (proc.poll() is None and not out_path.read_bytes()
+                   and time.monotonic() < deadline):
+                time.sleep(0.01)
+            exited = proc.poll() is not None
+        finally:
+            helpers.stop_process(proc)
+        stdout, stderr = out_path.read_bytes(), err_path.read_bytes()
+    match = IO_URING_UNAVAILABLE.fullmatch(stderr.decode("utf-8", "replace"))
+    if not exited or proc.returncode != 1 or stdout or match is None:
+        return None
+    return match.group(0).strip().removeprefix("error: ")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    """For stage 6, before the first test: ends the run with one line if io_uring is
+    unavailable here (see NOT_RUN_EXIT)."""
+    config = session.config
+    if (config.stash.get(STAGE_KEY, None) != 6 or not session.items
+            or config.option.collectonly):
+        return
+    reason = _io_uring_unavailable(config)
+    if reason is None:
+        return
+    message = f"stage 6 not run: {reason}"
+    if _in_ci():
+        pytest.exit(f"{message} (CI is set, so a stage that could not run fails the run)",
+                    returncode=1)
+    pytest.exit(f"{message} (exit code {NOT_RUN_EXIT}: not run, neither passed nor failed)",
+                returncode=NOT_RUN_EXIT)
 
 
 def _since(item):
@@ -375,12 +453,14 @@ def _wait_for_listening_line(server, seconds):
 @pytest.fixture
 def start_server(server_command, tmp_path, request):
     """Factory: start_server(*extra_args, host="127.0.0.1", port=0, nofile=None,
-    stderr_pipe=False) -> Server.
+    stderr_pipe=False, env=None) -> Server.
 
     Starts the binary with --host/--port (None leaves a flag out, to test its default), sends
     stdout and stderr to files in tmp_path (a full pipe would block a chatty server), waits for
     the `listening on` line and checks it. With stderr_pipe=True, stderr is a pipe instead, whose
     read end the test holds as server.proc.stderr (to close it, as `| tee` does when it exits).
+    The server's environment is the suite's without NO_IO_URING (helpers.server_environment),
+    plus the variables in `env`.
     At teardown, closes the clients, fails the test if a server died during it, and stops every
     server by PID.
     """
@@ -388,7 +468,7 @@ def start_server(server_command, tmp_path, request):
     request.node.stash[SERVERS_KEY] = servers
 
     def start(*extra_args, host="127.0.0.1", port=0, nofile=None, ready_seconds=10.0,
-              stderr_pipe=False):
+              stderr_pipe=False, env=None):
         argv = list(server_command)
         if host is not None:
             argv += ["--host", host]
@@ -401,7 +481,8 @@ def start_server(server_command, tmp_path, request):
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.PIPE if stderr_pipe else err,
-                                    cwd=tmp_path, preexec_fn=helpers.child_limits(nofile))
+                                    cwd=tmp_path, env=helpers.server_environment(**(env or {})),
+                                    preexec_fn=helpers.child_limits(nofile))
         server = Server(argv, proc, stdout_path, stderr_path)
         servers.append(server)
         line = _wait_for_listening_line(server, ready_seconds)

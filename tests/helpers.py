@@ -420,6 +420,22 @@ def stop_process(proc, seconds=10.0):
         return proc.wait(timeout=scaled(seconds))
 
 
+# Set to anything but the empty string, this variable makes stage 6 act as where io_uring is
+# unavailable: one `error: io_uring unavailable: ...` line, exit 1. Only the test of that path
+# sets it; the suite removes it from every other server's environment rather than refuse to
+# run, since what it asks for (no io_uring) is never what a run of the suite is for.
+NO_IO_URING = "NO_IO_URING"
+
+
+def server_environment(**extra):
+    """The environment for a server the suite starts: the suite's own, without NO_IO_URING
+    (exported by a user who wanted `make run` to fall back to stage 5, it would turn every
+    test of stage 6 into a failure that says nothing about the server), plus `extra`."""
+    env = {name: value for name, value in os.environ.items() if name != NO_IO_URING}
+    env.update(extra)
+    return env
+
+
 def child_limits(nofile=None):
     """A preexec_fn for the server: no core files; optionally a descriptor limit."""
 
@@ -432,6 +448,50 @@ def child_limits(nofile=None):
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     return setup
+
+
+# What a crash or an uncaught exception leaves on stderr (libstdc++, glibc, sanitizers).
+CRASH_SIGNS = ("terminate called", "what():", "Segmentation fault", "core dumped", "Aborted",
+               "AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Traceback")
+
+
+def run_cli(server_command, args, tmp_path, seconds=5.0, env=None):
+    """Runs the server with `args`, expecting it to exit by itself; returns (rc, stdout, stderr).
+    `env` is its environment (default: server_environment())."""
+    proc = subprocess.Popen([*server_command, *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            env=server_environment() if env is None else env,
+                            preexec_fn=child_limits())
+    try:
+        out, err = proc.communicate(timeout=scaled(seconds))
+        hung = False
+    except subprocess.TimeoutExpired:
+        hung = True
+    if hung:  # outside the except clause, so that the failure shows no TimeoutExpired chain
+        stop_process(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"`server {' '.join(args)}` still ran after {scaled(seconds):.1f} s"
+                    f" instead of exiting (did it take the arguments and start serving?)\n"
+                    f"stdout: {tail_text(out)}\nstderr: {tail_text(err)}")
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def describe_run(args, rc, out, err):
+    return (f"`server {' '.join(args)}`: {describe_exit(rc)}\n"
+            f"--- stdout ---\n{tail_text(out, 2000)}\n--- stderr ---\n{tail_text(err, 2000)}")
+
+
+# Threads the kernel starts inside a process that uses io_uring: io-wq workers that run the
+# requests which cannot complete without blocking ("iou-wrk-TID", named after the thread that
+# submitted them) and, with IORING_SETUP_SQPOLL, a poller of the submission queue
+# ("iou-sqp-TID"). /proc/PID/task lists them with the server's own threads, and SIGSTOP stops
+# them too, but they run the kernel's code, not one of the server's loops.
+IO_URING_THREAD_PREFIXES = ("iou-wrk-", "iou-sqp-")
+
+
+def is_io_uring_thread(name):
+    """True for a thread name (comm) that io_uring gave one of its kernel threads."""
+    return name.startswith(IO_URING_THREAD_PREFIXES)
 
 
 def thread_states(pid):
@@ -572,29 +632,36 @@ def ipv6_loopback_usable():
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat_cpu_seconds(path):
-    """utime + stime from a /proc/.../stat file, in seconds."""
+def _stat_name_and_cpu_seconds(path):
+    """(command name, utime + stime in seconds) from a /proc/.../stat file."""
     with open(path) as f:
         text = f.read()
     # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    name = text[text.index("(") + 1 : text.rindex(")")]
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat(5)
+    return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14, 15 of stat(5)
 
 
 def cpu_seconds(pid):
     """CPU time (user + system) the process has used so far, all its threads together."""
-    return _stat_cpu_seconds(f"/proc/{pid}/stat")
+    return _stat_name_and_cpu_seconds(f"/proc/{pid}/stat")[1]
+
+
+def thread_names_and_cpu_seconds(pid):
+    """{thread id: (its name, CPU seconds)} for every thread of the process; the name and the
+    time come from one read, so a thread is never counted under another's name."""
+    result = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            result[int(tid)] = _stat_name_and_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            pass  # the thread ended between listdir and open
+    return result
 
 
 def thread_cpu_seconds(pid):
     """{thread id: CPU seconds} for every thread of the process."""
-    result = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            result[int(tid)] = _stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
-        except OSError:
-            pass  # the thread ended between listdir and open
-    return result
+    return {tid: seconds for tid, (_, seconds) in thread_names_and_cpu_seconds(pid).items()}
 
 
 def cpu_use_over(pid, seconds):

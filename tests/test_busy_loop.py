@@ -1,6 +1,7 @@
 """SPEC behaviour 11: no busy loops. Idle connections, and a connection whose echo is pending
 but cannot be written (its client does not read), must cost the server (almost) no CPU: the
-loop sleeps in poll/epoll_wait until something can actually be done.
+loop sleeps in poll/epoll_wait (io_uring_enter in stage 6) until something can actually be
+done.
 """
 
 import pytest
@@ -34,7 +35,9 @@ def test_idle_connections_do_not_spin(start_server):
     _assert_sleeps(server, "with 100 connected clients all idle",
                    "POLLOUT/EPOLLOUT left armed on clients owed nothing; a zero timeout on the"
                    " wait; an event bit (POLLHUP, POLLERR, or EOF taken for 'no data yet') never"
-                   " handled, so every wait returns at once")
+                   " handled, so every wait returns at once; with io_uring, a request that"
+                   " completes at once (an error, a zero timeout) re-submitted in a loop, or an"
+                   " SQPOLL thread polling the rings")
     echo_roundtrip(clients[0], b"still here", "an echo after the idle period")
 
 
@@ -49,5 +52,7 @@ def test_unwritable_pending_output_does_not_spin(start_server):
                    "send() retried on EAGAIN in a loop instead of waiting for POLLOUT/EPOLLOUT;"
                    " POLLIN/EPOLLIN left armed (level-triggered) while reading is paused for"
                    " backpressure, so the unread bytes are reported at every wait; a zero"
-                   " timeout on the wait")
+                   " timeout on the wait; with io_uring, a send flagged MSG_DONTWAIT re-submitted"
+                   " each time it completes with EAGAIN (without the flag the ring waits for"
+                   " room itself)")
     drain_and_check(flooder, stream, sent, "the echo, read at last")

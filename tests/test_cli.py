@@ -12,37 +12,12 @@ import time
 
 import pytest
 
-from helpers import (child_limits, deadline_after, describe_exit, echo_roundtrip,
-                     ipv6_loopback_usable, listening_sockets, parse_listening_line, scaled,
-                     stop_process, tail_text)
+from helpers import (CRASH_SIGNS, child_limits, deadline_after, describe_exit, describe_run,
+                     echo_roundtrip, ipv6_loopback_usable, listening_sockets,
+                     parse_listening_line, run_cli, scaled, server_environment, stop_process,
+                     tail_text)
 
 pytestmark = pytest.mark.since(1)
-
-# What a crash or an uncaught exception leaves on stderr (libstdc++, glibc, sanitizers).
-CRASH_SIGNS = ("terminate called", "what():", "Segmentation fault", "core dumped", "Aborted",
-               "AddressSanitizer", "UndefinedBehaviorSanitizer", "runtime error:", "Traceback")
-
-
-def run_cli(server_command, args, tmp_path, seconds=5.0):
-    """Runs the server with `args`, expecting it to exit by itself; returns (rc, stdout, stderr)."""
-    proc = subprocess.Popen([*server_command, *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-                            preexec_fn=child_limits())
-    try:
-        out, err = proc.communicate(timeout=scaled(seconds))
-    except subprocess.TimeoutExpired:
-        stop_process(proc)
-        out, err = proc.communicate()
-        pytest.fail(f"`server {' '.join(args)}` still ran after {scaled(seconds):.1f} s"
-                    f" instead of exiting (did it take the arguments and start serving?)\n"
-                    f"stdout: {tail_text(out)}\nstderr: {tail_text(err)}")
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
-def describe_run(args, rc, out, err):
-    return (f"`server {' '.join(args)}`: {describe_exit(rc)}\n"
-            f"--- stdout ---\n{tail_text(out, 2000)}\n--- stderr ---\n{tail_text(err, 2000)}")
-
 
 def has_error_line(text):
     return any(line.startswith("error: ") for line in text.splitlines())
@@ -158,7 +133,8 @@ def test_listening_line_is_one_flushed_line(server_command, tmp_path):
     args = [*server_command, "--host", "127.0.0.1", "--port", "0"]
     with open(tmp_path / "stderr", "wb") as err:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=err, cwd=tmp_path, preexec_fn=child_limits())
+                                stderr=err, cwd=tmp_path, env=server_environment(),
+                                preexec_fn=child_limits())
     try:
         out = bytearray()
         deadline = deadline_after(10)

@@ -39,7 +39,8 @@ def _exhaust_and_recover(server, situation):
         f" fails with EMFILE and is retried at once, with no spare descriptor to shed the"
         f" connection and no pause; POLLOUT/EPOLLOUT left armed on clients owed nothing; an"
         f" event bit on the listener or a client (POLLHUP, POLLERR, EOF) never handled, so every"
-        f" wait returns at once. See docs/pitfalls.md")
+        f" wait returns at once; with io_uring, an accept re-submitted at once each time it"
+        f" completes with EMFILE. See docs/pitfalls.md")
     deadline = deadline_after(5)
     outcomes = [_outcome(sock, payload(16, seed=1000 + i), deadline)
                 for i, sock in enumerate(clients)]

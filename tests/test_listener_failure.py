@@ -6,8 +6,9 @@ descriptor that shares it, takes it out of the listening state: from then on eve
 fails with EINVAL, an error of the listener rather than of one client, and poll() reports
 POLLHUP where it reported POLLIN. A loop that calls accept() on POLLIN only never hears of
 the failure, and because the hang-up is reported again at every wait it never sleeps either:
-a whole core spent, every connect refused. A server that has lost its listener cannot do its
-job, so it must say so and exit 1.
+a whole core spent, every connect refused. With io_uring (stage 6) the accept in flight
+completes with that error instead, and a loop that submits it again at once spins the same
+way. A server that has lost its listener cannot do its job, so it must say so and exit 1.
 
 The test borrows the server's listener with pidfd_getfd(2) (Linux 5.6), the descriptor found
 by matching /proc/PID/fd against the kernel's table of listening sockets, and shuts it down.

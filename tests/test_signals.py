@@ -2,8 +2,9 @@
 
 On Linux, a process stopped (SIGSTOP, Ctrl-Z, a debugger) and then continued comes out of
 epoll_wait() with EINTR even though it has no signal handler at all (signal(7), "Interruption
-of system calls and library functions by stop signals"). A server that takes any failure of its
-wait for a fatal one exits the first time an operator pauses it. poll() is restarted by the
+of system calls and library functions by stop signals"); so does io_uring_enter() waiting for
+completions (liburing's io_uring_wait_cqe returns -EINTR). A server that takes any failure of
+its wait for a fatal one exits the first time an operator pauses it. poll() is restarted by the
 kernel in that case, so stage 1 passes either way; it would fail the same way the moment it
 installed a handler for any signal.
 """
