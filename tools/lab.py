@@ -843,6 +843,11 @@ def selfcheck():
              (2, 3, 1, False), (3, 3, 1, True), (5, 6, 1, False), (6, 6, 1, True)]
     for stage, number, milestone, passes in (c for c in cases if c[1] in labs):
         server = ROOT / "build" / LABS[stage]["dir"] / "server"
+        # Up to date already after `make all`; built here for a stage it does not list yet.
+        failure = build(ROOT / LABS[stage]["dir"], ROOT / "build", "server")
+        if failure:
+            expect(f"{LABS[stage]['dir']} builds", False, failure)
+            continue
         code, marks, output = grade(number, milestone, server=server)
         key = LABS[number]["milestones"][milestone - 1]["key"]
         expect(f"{shown(server)} {'passes' if passes else 'fails'} lab {number}'s {key}",
