@@ -91,6 +91,17 @@ def _connect_and_echo(server, count):
     return clients
 
 
+def _clients_held(server):
+    """The server's client sockets {fd: inode}, CLIENTS of them connected; fails if it holds
+    fewer."""
+    __tracebackhide__ = True
+    clients = _client_sockets(server.pid)
+    assert len(clients) >= CLIENTS, (
+        f"{CLIENTS} clients connected and echoed, but the server holds {len(clients)} client"
+        f" sockets (/proc/PID/fd, listeners left out); expected at least {CLIENTS}")
+    return clients
+
+
 def _client_registrations(server):
     """(client sockets {fd: inode}, epoll fds, {client fd: its registrations}); fails if the
     server holds no epoll descriptor or fewer client sockets than it has clients."""
@@ -100,10 +111,7 @@ def _client_registrations(server):
     assert epolls, (
         f"no epoll descriptor among the server's {len(fds)} descriptors (/proc/PID/fd): it does"
         f" not use epoll; expected at least one link to anon_inode:[eventpoll]")
-    clients = _client_sockets(server.pid)
-    assert len(clients) >= CLIENTS, (
-        f"{CLIENTS} clients connected and echoed, but the server holds {len(clients)} client"
-        f" sockets (/proc/PID/fd, listeners left out); expected at least {CLIENTS}")
+    clients = _clients_held(server)
     return clients, epolls, {fd: _registration_of(fd, ino, registrations)
                              for fd, ino in clients.items()}
 
@@ -280,15 +288,14 @@ def _ring_fdinfo(pid):
 
 
 def _waiting_receives(pid):
-    """(rings, receive requests waiting in them, {opcode: count} of every waiting request)."""
-    rings = _ring_fdinfo(pid)
+    """(receive requests waiting in pid's rings, {opcode: count} of every waiting request)."""
     ops = {}
-    for text in rings.values():
+    for text in _ring_fdinfo(pid).values():
         # The kernel lists the requests only when it can take the ring's lock at once: a
         # server busy in that instant shows none, and the caller asks again.
         for op in POLL_OP_RE.findall(text.split("PollList:", 1)[-1]):
             ops[int(op)] = ops.get(int(op), 0) + 1
-    return rings, sum(n for op, n in ops.items() if op in RECEIVE_OPS), ops
+    return sum(n for op, n in ops.items() if op in RECEIVE_OPS), ops
 
 
 def _described_ops(ops):
@@ -312,14 +319,11 @@ def test_io_through_io_uring(start_server):
     assert len(rings) >= RING_THREADS, (
         f"started with --threads {RING_THREADS}, the server holds {len(rings)} io_uring"
         f" instance(s) (links to {RING_LINK} in /proc/PID/fd); expected at least one per loop")
-    clients = _client_sockets(server.pid)
-    assert len(clients) >= CLIENTS, (
-        f"{CLIENTS} clients connected and echoed, but the server holds {len(clients)} client"
-        f" sockets (/proc/PID/fd, listeners left out); expected at least {CLIENTS}")
+    clients = _clients_held(server)
     found = {}
 
     def enough():
-        found["rings"], found["receives"], found["ops"] = _waiting_receives(server.pid)
+        found["receives"], found["ops"] = _waiting_receives(server.pid)
         return found["receives"] >= len(clients)
 
     # A server re-arms a receive once it has sent the echo, and may hold the lock a moment.
