@@ -291,7 +291,7 @@ def _waiting_receives(pid):
     """(receive requests waiting in pid's rings, {opcode: count} of every waiting request)."""
     ops = {}
     for text in _ring_fdinfo(pid).values():
-        # The kernel lists the requests only when it can take the ring's lock at once: a
+        # Recent kernels list the requests only when they can take the ring's lock at once: a
         # server busy in that instant shows none, and the caller asks again.
         for op in POLL_OP_RE.findall(text.split("PollList:", 1)[-1]):
             ops[int(op)] = ops.get(int(op), 0) + 1
