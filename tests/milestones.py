@@ -215,6 +215,7 @@ def steps_before(key):
 #             checks every one resolves)
 #     hint    one line to try before reading the answer
 #     minutes about how long it takes a learner who has read the chapter
+# A lab may also say what the machine must offer for its grading: "needs": "io_uring".
 # Lab 1's milestones are the steps above: chapter 01 teaches them in that order.
 
 SUITE = "suite"
@@ -436,6 +437,58 @@ LABS = {
                 "hint": ("run the failing test alone with `make check-lab-5 M=6` and read its "
                          "one-line reason: every earlier lab's rule still holds on each thread"),
                 "minutes": 60,
+            },
+        ],
+    },
+    6: {
+        "dir": "06-io-uring",
+        # Graded only where a process can set up an io_uring (tools/lab.py says why not).
+        "needs": "io_uring",
+        "milestones": [
+            {
+                "key": "ring",
+                "asks": "each loop waits on an io_uring of its own, epoll gone, with a receive "
+                        "waiting in the ring for every client",
+                "tests": ["lab/test_structure.py::test_io_through_io_uring"],
+                "read": "docs/06-io-uring.md#what-each-operation-replaces",
+                "hint": ("give each loop a ring in place of its epoll descriptor, and turn every "
+                         "wait-then-call into one request: accept, recv and send are submitted, "
+                         "and the coroutine resumes on the completion"),
+                "minutes": 300,
+            },
+            {
+                "key": "buffer-ring",
+                "asks": "an idle connection holds no buffer: what it receives lands in the "
+                        "loop's buffer ring",
+                "tests": ["lab/test_structure.py::test_idle_connections_hold_no_buffer"],
+                "read": "docs/06-io-uring.md#receiving-into-the-loops-buffer-ring",
+                "hint": ("a receive in flight owns its buffer until it completes, so a buffer per "
+                         "connection is memory per idle connection: register a buffer ring per "
+                         "loop and let the kernel pick a buffer when the bytes come "
+                         "(IOSQE_BUFFER_SELECT)"),
+                "minutes": 120,
+            },
+            {
+                "key": "multishot",
+                "asks": "one receive request per connection serves all of its messages "
+                        "(multishot)",
+                "tests": ["lab/test_structure.py::test_one_receive_serves_many_messages"],
+                "read": "docs/06-io-uring.md#receiving-into-the-loops-buffer-ring",
+                "hint": ("submit the receive once, multishot, as the accept is: it completes once "
+                         "per message for as long as IORING_CQE_F_MORE is set, and only a "
+                         "completion without that flag needs a new request"),
+                "minutes": 60,
+            },
+            {
+                "key": "suite",
+                "asks": "the whole stage-5 suite on io_uring: every earlier behaviour, "
+                        "backpressure and shutdown included",
+                "tests": [SUITE],
+                "read": "docs/06-io-uring.md#lifetimes-and-cancellation",
+                "hint": ("a buffer or a connection named by a request must outlive its "
+                         "completion: cancel what is in flight and wait for each completion "
+                         "before you free or close"),
+                "minutes": 120,
             },
         ],
     },

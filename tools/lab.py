@@ -20,12 +20,15 @@ milestone (tests/milestones.py, LABS) by the shared black-box suite.
         Every reference stage passes every milestone of its lab, slow tests included (for CI).
 
 A workspace builds into build/lab/0N-<name>/ (with --root DIR: DIR/build/0N-<name>/), never into
-a stage's build/<stage-dir>/; its last grade is kept there, in grade.json. Standard library only;
+a stage's build/<stage-dir>/; its last grade is kept there, in grade.json. A lab that needs
+io_uring (lab 6) is graded only where a process can set one up, and says so elsewhere. Standard library only;
 grading runs pytest (the interpreter running this script must be able to import it) and g++.
 """
 
 import argparse
 import contextlib
+import ctypes
+import errno
 import hashlib
 import io
 import json
@@ -45,6 +48,7 @@ import links  # noqa: E402  (tools/links.py: GitHub's heading anchors)
 import milestones  # noqa: E402  (tests/milestones.py, put on the path by examples)
 
 LABS = milestones.LABS
+STAGE_DIRS = {info["dir"] for info in LABS.values()}
 LAB_ROOT = ROOT / "lab"
 LAB_BUILD = ROOT / "build" / "lab"
 GUIDE = ROOT / "docs" / "labs.md"
@@ -68,6 +72,15 @@ SUITE_AS_TESTS = 80
 # wrong, the next ones what was sent, what was expected and what arrived.
 REASON_LINES = 5
 JOBS = f"-j{os.cpu_count() or 1}"
+# What lab 6's seed Makefile gains: stage 6 links liburing, plumbing and no part of the lesson.
+LIBURING = "-luring"
+LINK_RECIPE = re.compile(r"^\t\$\(CXX\) \$\(ALL_FLAGS\) \$\^ -o \$@$", re.M)
+# io_uring_setup(2): the same number on every architecture since Linux 5.1 (but alpha's);
+# struct io_uring_params is 120 bytes, its flags the third 32-bit field.
+IO_URING_SETUP = 425
+IO_URING_PARAMS_SIZE = 120
+IORING_SETUP_SINGLE_ISSUER = 1 << 12
+IORING_SETUP_DEFER_TASKRUN = 1 << 13
 
 
 def begin_marker(number):
@@ -147,6 +160,65 @@ def heading_text(read):
     return examples.headings(ROOT / path).get(anchor)
 
 
+def io_uring_unavailable():
+    """None when this machine lets a process set up an io_uring as lab 6's stage does (one
+    thread submitting, completions run when it waits: Linux 6.1), else why not, in one line."""
+    disabled = Path("/proc/sys/kernel/io_uring_disabled")
+    try:
+        if disabled.read_text().strip() == "2":
+            return ("io_uring is switched off on this machine"
+                    " (/proc/sys/kernel/io_uring_disabled is 2)")
+    except OSError:
+        pass  # before Linux 6.6 there is no such switch
+    libc = ctypes.CDLL(None, use_errno=True)
+    one_thread = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
+    for flags, missing in ((0, None), (one_thread, "IORING_SETUP_SINGLE_ISSUER and"
+                                                   " IORING_SETUP_DEFER_TASKRUN (Linux 6.1)")):
+        params = (ctypes.c_uint32 * (IO_URING_PARAMS_SIZE // 4))()
+        params[2] = flags
+        fd = libc.syscall(ctypes.c_long(IO_URING_SETUP), ctypes.c_uint(4), params)
+        if fd >= 0:
+            os.close(fd)
+            continue
+        code = ctypes.get_errno()
+        if missing is not None and code == errno.EINVAL:
+            return (f"this kernel ({os.uname().release}) has io_uring, but not {missing}, which"
+                    f" lab 6 builds on")
+        why = {errno.ENOSYS: "this kernel has no io_uring, or a sandbox (a container's seccomp"
+                             " profile) hides it",
+               errno.EPERM: "io_uring is not allowed for this process (a container's seccomp"
+                            " profile, or /proc/sys/kernel/io_uring_disabled set to 1 and this"
+                            " user not in its group)"}.get(code, os.strerror(code))
+        return f"io_uring_setup failed with {errno.errorcode.get(code, code)}: {why}"
+    return None
+
+
+def link_liburing(target, number):
+    """Lab `number`'s seed is stage number-1's, whose Makefile does not link liburing: the
+    course's own Makefile of that stage is replaced by stage `number`'s, which does, and a
+    Makefile the learner changed gets -luring on its link lines. Returns what to tell them."""
+    makefile = target / "Makefile"
+    if not makefile.is_file():
+        return f"There is no Makefile: yours must link the server with {LIBURING}."
+    previous = ROOT / LABS[number - 1]["dir"] / "Makefile"
+    text = makefile.read_text(encoding="utf-8")
+    # A workspace's Makefile differs from its stage's by the line point_build_root rewrites.
+    if previous.is_file() and (without_build_root(text)
+                               == without_build_root(previous.read_text(encoding="utf-8"))):
+        shutil.copy2(ROOT / LABS[number]["dir"] / "Makefile", makefile)
+        text = makefile.read_text(encoding="utf-8")
+    if LIBURING in text:
+        return "The Makefile links liburing already: #include <liburing.h> where you need it."
+    linked, count = LINK_RECIPE.subn(lambda m: f"{m.group(0)} {LIBURING}", text)
+    if count == 0:
+        return (f"Your Makefile has no link line as stage {number - 1}'s is written: add"
+                f" {LIBURING} to the command that links the server (and the unit tests), after"
+                f" the objects.")
+    makefile.write_text(linked, encoding="utf-8")
+    return (f"Your Makefile now links liburing ({LIBURING} on its link lines): #include"
+            f" <liburing.h> where you need it.")
+
+
 # --- new -------------------------------------------------------------------------------------
 
 def seed_source(root, number):
@@ -189,6 +261,11 @@ def point_build_root(target, build_parent):
     makefile.write_text(re.sub(r"^BUILD_ROOT \?= \S*?(\$\(TREE_SUFFIX\))",
                                lambda m: f"BUILD_ROOT ?= {relative}{m.group(1)}", text,
                                count=1, flags=re.M), encoding="utf-8")
+
+
+def without_build_root(makefile_text):
+    """A Makefile's text but for its BUILD_ROOT line, the one point_build_root rewrites."""
+    return re.sub(r"^BUILD_ROOT \?= .*$", "", makefile_text, count=1, flags=re.M)
 
 
 def git(target, *arguments, identity=()):
@@ -254,6 +331,8 @@ def new(number, root):
             shutil.copy2(ROOT / milestones.TASK_TESTS, target / Path(milestones.TASK_TESTS).name)
             why += (" task.hpp declares Task<T> for you to finish; task_test.cpp is the reference"
                     " stage's test of it, which your `make test` runs.")
+        if info.get("needs") == "io_uring":
+            why += " " + link_liburing(target, number)
     point_build_root(target, build_parent)
     (target / ".gitignore").write_text("compile_commands.json\n", encoding="utf-8")
     committed = make_repository(target, number)
@@ -277,6 +356,11 @@ def new(number, root):
     else:
         print(f"The seed does not pass milestone 1 ({first['key']}) yet: {first['asks']}."
               f" That is where your work starts.")
+    unavailable = info.get("needs") == "io_uring" and io_uring_unavailable()
+    if unavailable:
+        print(f"\nWarning: {unavailable}. Your server will build, but it cannot run here, and"
+              f" make check-lab-{number} cannot grade it: docs/{info['dir']}.md, section"
+              f" \"When io_uring is unavailable\", says where it can.")
     return 0
 
 
@@ -548,7 +632,7 @@ def graded_binary(number, server, lab_dir, root):
         directory = ((ROOT / lab_dir) if (ROOT / lab_dir).is_dir() else Path(lab_dir)).resolve()
         if not directory.is_dir():
             raise Refused(f"error: --lab {lab_dir}: no such directory", 2)
-        if directory.parent == ROOT and re.fullmatch(r"0[1-5]-.*", directory.name):
+        if directory.parent == ROOT and directory.name in STAGE_DIRS:
             out = ROOT / "build" / directory.name
         else:
             # Any other directory gets a build tree of its own, never a workspace's: make
@@ -574,6 +658,13 @@ def check(number, milestone_number, server, lab_dir, quick, root, python=sys.exe
     if milestone_number is not None and not 1 <= milestone_number <= len(all_milestones):
         print(f"error: lab {number} has milestones 1..{len(all_milestones)}", file=sys.stderr)
         return 2
+    unavailable = info.get("needs") == "io_uring" and io_uring_unavailable()
+    if unavailable:
+        print(f"Lab {number} cannot be graded on this machine: {unavailable}. Every check of it"
+              f" runs a server on io_uring, so each would fail for that reason alone; nothing was"
+              f" graded or recorded. Grade it where io_uring works: docs/{info['dir']}.md,"
+              f" section \"When io_uring is unavailable\".")
+        return 1
     own = server is None and lab_dir is None
     # Taken before the build: what is graded is the workspace as it was built.
     graded_fingerprint = fingerprint(workspace(root, number)) if own else None
@@ -723,14 +814,21 @@ def selfcheck():
         marks = {int(line.split()[0]): line for line in table_lines}
         return code, marks, output
 
-    for number in LABS:
+    # A lab whose grading the machine cannot offer is left out, and said so, not passed.
+    unavailable = {number: io_uring_unavailable() for number, info in LABS.items()
+                   if info.get("needs") == "io_uring"}
+    labs = [number for number in LABS if not unavailable.get(number)]
+    for number, why in unavailable.items():
+        if why:
+            print(f"labs-check: lab {number} left out, as make check-lab-{number} would be: {why}")
+    for number in labs:
         code, output = quietly(new, number, root)
         expect(f"make lab-{number} creates and builds its workspace",
                code == 0 and "does not build" not in output, output)
     code, marks, output = grade(1, None)
     expect("lab 1's seed passes milestone 1 and fails milestone 2",
            " ok " in marks.get(1, "") and "FAIL" in marks.get(2, ""), output)
-    for number in range(2, 6):
+    for number in labs[1:]:
         code, marks, output = grade(number, 1)
         expect(f"lab {number}'s seed fails milestone 1 ({LABS[number]['milestones'][0]['key']})",
                code == 1 and "FAIL" in marks.get(1, "") and "does not compile" not in output,
@@ -740,10 +838,16 @@ def selfcheck():
     expect("lab 4's seed fails echo (no coroutine in its binary)",
            code == 1 and "FAIL" in marks.get(3, "") and "binary::coroutines" in output, output)
     # (stage, lab, milestone, passes): each structural check both ways.
+    # Stage 5 has epoll and no ring; stage 6 the other way round.
     cases = [(1, 2, 1, False), (1, 2, 2, False), (2, 2, 1, True), (2, 2, 2, True),
-             (2, 3, 1, False), (3, 3, 1, True)]
-    for stage, number, milestone, passes in cases:
+             (2, 3, 1, False), (3, 3, 1, True), (5, 6, 1, False), (6, 6, 1, True)]
+    for stage, number, milestone, passes in (c for c in cases if c[1] in labs):
         server = ROOT / "build" / LABS[stage]["dir"] / "server"
+        # Up to date already after `make all`; built here for a stage it does not list yet.
+        failure = build(ROOT / LABS[stage]["dir"], ROOT / "build", "server")
+        if failure:
+            expect(f"{LABS[stage]['dir']} builds", False, failure)
+            continue
         code, marks, output = grade(number, milestone, server=server)
         key = LABS[number]["milestones"][milestone - 1]["key"]
         expect(f"{shown(server)} {'passes' if passes else 'fails'} lab {number}'s {key}",

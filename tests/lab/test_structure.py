@@ -4,14 +4,18 @@
 
 The shared suite judges behaviour only, so a poll() server passes it at every stage; these
 checks are the milestones of the labs that tell stage 1 from stage 2 (epoll), stage 2 from
-stage 3 (edge-triggered) and poll's cost per idle connection from epoll's. tests/conftest.py
-collects them only when a path inside tests/lab/ is named on the command line.
+stage 3 (edge-triggered), poll's cost per idle connection from epoll's, and stage 5 from stage 6
+(io_uring). tests/conftest.py collects them only when a path inside tests/lab/ is named on the
+command line.
 
 Linux shows what a process holds in /proc/PID/fd (an epoll instance is a link to
 `anon_inode:[eventpoll]`, a socket to `socket:[INODE]`) and, for an epoll descriptor, its
 interest list in /proc/PID/fdinfo/N, one line per registered descriptor:
 `tfd: FD events: MASK data: DATA pos: 0 ino: INODE sdev: DEV`, MASK and INODE in hex
-(fs/eventpoll.c, ep_show_fdinfo).
+(fs/eventpoll.c, ep_show_fdinfo). An io_uring instance is a link to `anon_inode:[io_uring]`;
+its fdinfo shows the ring's counters (`SqHead:` submissions the kernel has taken, `CqTail:`
+completions it has posted) and, under `PollList:`, one line `op=N, task_works=M` per request
+waiting on a socket, N its opcode (io_uring/fdinfo.c, io_uring_show_fdinfo).
 """
 
 import os
@@ -20,7 +24,8 @@ import resource
 import socket
 import statistics
 
-from helpers import echo_roundtrip, open_fds, payload, raise_nofile_limit, scaled, wait_until
+from helpers import (KiB, echo_roundtrip, open_fds, payload, raise_nofile_limit, rss_bytes,
+                     scaled, wait_until)
 
 EPOLLET = 1 << 31
 CLIENTS = 8
@@ -86,6 +91,17 @@ def _connect_and_echo(server, count):
     return clients
 
 
+def _clients_held(server):
+    """The server's client sockets {fd: inode}, CLIENTS of them connected; fails if it holds
+    fewer."""
+    __tracebackhide__ = True
+    clients = _client_sockets(server.pid)
+    assert len(clients) >= CLIENTS, (
+        f"{CLIENTS} clients connected and echoed, but the server holds {len(clients)} client"
+        f" sockets (/proc/PID/fd, listeners left out); expected at least {CLIENTS}")
+    return clients
+
+
 def _client_registrations(server):
     """(client sockets {fd: inode}, epoll fds, {client fd: its registrations}); fails if the
     server holds no epoll descriptor or fewer client sockets than it has clients."""
@@ -95,10 +111,7 @@ def _client_registrations(server):
     assert epolls, (
         f"no epoll descriptor among the server's {len(fds)} descriptors (/proc/PID/fd): it does"
         f" not use epoll; expected at least one link to anon_inode:[eventpoll]")
-    clients = _client_sockets(server.pid)
-    assert len(clients) >= CLIENTS, (
-        f"{CLIENTS} clients connected and echoed, but the server holds {len(clients)} client"
-        f" sockets (/proc/PID/fd, listeners left out); expected at least {CLIENTS}")
+    clients = _clients_held(server)
     return clients, epolls, {fd: _registration_of(fd, ino, registrations)
                              for fd, ino in clients.items()}
 
@@ -243,3 +256,169 @@ def test_idle_connections_cost_flat(start_server):
         f" and {crowded / 1000:.1f} us with {IDLE} idle connections open ({ratio:.1f} times as"
         f" much, /proc/PID/task/*/schedstat); expected about the same (under {MAX_RATIO:g}"
         f" times): each wait pays for every idle descriptor, as poll() does")
+
+
+# --- io_uring (lab 6) -----------------------------------------------------------------------
+
+EPOLL_LINK = "anon_inode:[eventpoll]"
+RING_LINK = "anon_inode:[io_uring]"
+RING_THREADS = 2
+# The opcodes of requests that receive into memory (include/uapi/linux/io_uring.h): a socket
+# with one of these waiting in a ring is read the completion way, the kernel filling memory it
+# was given. POLL_ADD (6) is readiness, epoll's way, with recv() still to call.
+RECEIVE_OPS = {1: "READV", 4: "READ_FIXED", 10: "RECVMSG", 22: "READ", 27: "RECV",
+               49: "READ_MULTISHOT"}
+OTHER_OPS = {6: "POLL_ADD", 11: "TIMEOUT", 13: "ACCEPT"}
+POLL_OP_RE = re.compile(r"^\s*op=(\d+)", re.MULTILINE)
+COUNTER_RE = re.compile(r"^(SqHead|CqTail):\s*(\d+)", re.MULTILINE)
+
+
+def _ring_fdinfo(pid):
+    """{fd: its fdinfo text} for every io_uring instance pid holds."""
+    rings = {}
+    for fd, target in sorted(open_fds(pid).items()):
+        if target != RING_LINK:
+            continue
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                rings[fd] = f.read()
+        except OSError:
+            continue  # closed between the listing and the read
+    return rings
+
+
+def _waiting_receives(pid):
+    """(receive requests waiting in pid's rings, {opcode: count} of every waiting request)."""
+    ops = {}
+    for text in _ring_fdinfo(pid).values():
+        # Recent kernels list the requests only when they can take the ring's lock at once: a
+        # server busy in that instant shows none, and the caller asks again.
+        for op in POLL_OP_RE.findall(text.split("PollList:", 1)[-1]):
+            ops[int(op)] = ops.get(int(op), 0) + 1
+    return sum(n for op, n in ops.items() if op in RECEIVE_OPS), ops
+
+
+def _described_ops(ops):
+    """{opcode: count} as "2 x RECV, 1 x ACCEPT"."""
+    names = {**OTHER_OPS, **RECEIVE_OPS}
+    return ", ".join(f"{n} x {names.get(op, f'op {op}')}" for op, n in sorted(ops.items()))
+
+
+def test_io_through_io_uring(start_server):
+    """Catches a server still on epoll (stage 5), one that uses a ring as a poller (POLL_ADD,
+    then recv()), and one whose loops do not each have a ring."""
+    server = start_server("--threads", RING_THREADS)
+    _connect_and_echo(server, CLIENTS)
+    fds = open_fds(server.pid)
+    epolls = sorted(fd for fd, target in fds.items() if target == EPOLL_LINK)
+    assert not epolls, (
+        f"the server holds {len(epolls)} epoll descriptor(s) (fds"
+        f" {', '.join(map(str, epolls))}, links to {EPOLL_LINK} in /proc/PID/fd); expected none:"
+        f" with io_uring, the ring is where a loop waits")
+    rings = sorted(fd for fd, target in fds.items() if target == RING_LINK)
+    assert len(rings) >= RING_THREADS, (
+        f"started with --threads {RING_THREADS}, the server holds {len(rings)} io_uring"
+        f" instance(s) (links to {RING_LINK} in /proc/PID/fd); expected at least one per loop")
+    clients = _clients_held(server)
+    found = {}
+
+    def enough():
+        found["receives"], found["ops"] = _waiting_receives(server.pid)
+        return found["receives"] >= len(clients)
+
+    # A server re-arms a receive once it has sent the echo, and may hold the lock a moment.
+    wait_until(enough, 2)
+    assert enough(), (
+        f"{len(clients)} clients connected, echoed once and now silent, but the server's rings"
+        f" hold {found['receives']} receive requests (their fdinfo's PollList:"
+        f" {_described_ops(found['ops']) or 'no request at all'}); expected one per client"
+        f" ({', '.join(sorted(set(RECEIVE_OPS.values())))}): each connection's next bytes"
+        f" should already have a receive waiting for them in the kernel")
+
+
+def _ring_counters(pid):
+    """(submissions taken, completions posted), summed over every ring of pid."""
+    taken = posted = 0
+    for text in _ring_fdinfo(pid).values():
+        counters = dict(COUNTER_RE.findall(text))
+        taken += int(counters.get("SqHead", 0))
+        posted += int(counters.get("CqTail", 0))
+    return taken, posted
+
+
+ECHOES = 200
+# Completions that came without a submission of their own, per echo: a multishot receive posts
+# one per message from one request (the course's stage 6: 1.0, each echo a receive's completion
+# and a send's submission and completion); a receive submitted again for every message posts
+# none (0.0). Timers, cancellations and the like submit one and complete one, and count zero.
+MIN_UNSUBMITTED_PER_ECHO = 0.5
+
+
+def test_one_receive_serves_many_messages(start_server):
+    """Catches a receive submitted anew for every message, where one multishot request serves
+    them all."""
+    server = start_server()
+    sock = server.connect()
+    for i in range(20):  # connected, accepted, its receive armed
+        echo_roundtrip(sock, payload(16, seed=i), f"echo {i + 1} of the warm-up")
+    wait_until(lambda: server.idle(), 1)
+    taken, posted = _ring_counters(server.pid)
+    for i in range(ECHOES):
+        echo_roundtrip(sock, payload(16, seed=100 + i), f"echo {i + 1} of {ECHOES}")
+    wait_until(lambda: server.idle(), 1)
+    taken_after, posted_after = _ring_counters(server.pid)
+    submitted, completed = (taken_after - taken) % 2**32, (posted_after - posted) % 2**32
+    unsubmitted = (completed - submitted) / ECHOES
+    print(f"over {ECHOES} echoes: {submitted} submissions, {completed} completions")
+    assert completed >= ECHOES, (
+        f"over {ECHOES} echoes of one client, the server's rings posted {completed} completions"
+        f" (CqTail in their fdinfo); expected at least one per echo, its receive's")
+    assert unsubmitted >= MIN_UNSUBMITTED_PER_ECHO, (
+        f"over {ECHOES} echoes of one client, the server's rings took {submitted} submissions"
+        f" and posted {completed} completions (SqHead and CqTail in their fdinfo):"
+        f" {unsubmitted:+.2f} completions per echo beyond the submissions; expected at least"
+        f" {MIN_UNSUBMITTED_PER_ECHO:g}: a multishot receive completes once per message without"
+        f" being submitted again")
+
+
+# --- memory per idle connection ---------------------------------------------------------------
+
+WARM_CONNECTIONS = 1000
+MEASURED_CONNECTIONS = 2000
+ECHOED = 64 * KiB
+# Resident memory per connection that has echoed 64 KiB and gone idle. A loop that reads into
+# buffers it shares (stage 5's, stage 6's buffer ring) keeps about 1 KiB per connection; a
+# 64 KiB buffer per connection, written by its receives, keeps 16 to 64 KiB.
+MAX_PER_IDLE_CONNECTION = 8 * KiB
+
+
+def _open_echoed(server, count, data):
+    """count connections, one at a time, each echoing data once, then left open and silent."""
+    address = (server.host, server.port)
+    for i in range(count):
+        sock = socket.socket()
+        server.clients.append(sock)  # closed at teardown
+        sock.settimeout(scaled(5))
+        sock.connect(address)
+        echo_roundtrip(sock, data, f"connection {i + 1} of {count}")
+
+
+def test_idle_connections_hold_no_buffer(start_server):
+    """Catches a receive buffer (or an output buffer kept after use) per connection: memory
+    that idle connections hold. The first connections pay for what a loop allocates once (its
+    buffer ring fills as it turns); the ones after them are measured."""
+    raise_nofile_limit(WARM_CONNECTIONS + MEASURED_CONNECTIONS + 200)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    server = start_server("--threads", RING_THREADS,
+                          nofile=min(hard, 2 * (WARM_CONNECTIONS + MEASURED_CONNECTIONS)))
+    data = payload(ECHOED, seed=6)
+    _open_echoed(server, WARM_CONNECTIONS, data)
+    before = rss_bytes(server.pid)
+    _open_echoed(server, MEASURED_CONNECTIONS, data)
+    per_connection = (rss_bytes(server.pid) - before) / MEASURED_CONNECTIONS
+    print(f"{per_connection / KiB:.1f} KiB resident per idle connection")
+    assert per_connection <= MAX_PER_IDLE_CONNECTION, (
+        f"{MEASURED_CONNECTIONS} more connections, each echoed {ECHOED // KiB} KiB and then"
+        f" idle, grew the server's resident memory by {per_connection / KiB:.1f} KiB each"
+        f" (VmRSS); expected at most {MAX_PER_IDLE_CONNECTION // KiB} KiB: an idle connection"
+        f" should hold no buffer, its next bytes going to the loop's buffer ring when they come")

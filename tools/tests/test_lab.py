@@ -102,6 +102,57 @@ def test_seeded_makefile_builds_where_the_grader_looks(tmp_path, no_build):
     assert "BUILD_ROOT ?= ../build$(TREE_SUFFIX)" in text  # tmp_path/build, relative
 
 
+def test_new_6_links_liburing_in_the_seed_of_stage_5(tmp_path, no_build, capsys):
+    # From the reference stage 5: its Makefile becomes the reference stage 6's.
+    assert lab.new(6, tmp_path) == 0
+    assert "links liburing" in capsys.readouterr().out
+    seeded = lab.workspace(tmp_path, 6)
+    assert (seeded / "reactor.cpp").read_bytes() == (REPO / "05-full-server" / "reactor.cpp"
+                                                     ).read_bytes()
+    assert lab.LIBURING in (seeded / "Makefile").read_text(encoding="utf-8")
+
+
+def test_new_6_adds_liburing_to_a_makefile_of_the_learners_own(tmp_path, no_build, capsys):
+    # A lab 5 whose Makefile the learner changed keeps it, with -luring on its link lines.
+    lab.new(5, tmp_path)
+    makefile = lab.workspace(tmp_path, 5) / "Makefile"
+    makefile.write_text(makefile.read_text(encoding="utf-8").replace("-O2 -g", "-O1 -g"),
+                        encoding="utf-8")
+    write_grade(tmp_path, 5, {m["key"] for m in lab.LABS[5]["milestones"]})
+    capsys.readouterr()
+    assert lab.new(6, tmp_path) == 0
+    assert "Seeded from your lab 5" in capsys.readouterr().out
+    text = (lab.workspace(tmp_path, 6) / "Makefile").read_text(encoding="utf-8")
+    assert "-O1 -g" in text
+    assert text.count(f"$^ -o $@ {lab.LIBURING}") == 2  # the server and the unit tests
+
+
+def test_new_6_says_to_link_liburing_where_it_cannot(tmp_path, no_build, capsys):
+    lab.new(5, tmp_path)
+    (lab.workspace(tmp_path, 5) / "Makefile").write_text("server:\n\tcc -o server *.c\n",
+                                                         encoding="utf-8")
+    write_grade(tmp_path, 5, {m["key"] for m in lab.LABS[5]["milestones"]})
+    capsys.readouterr()
+    assert lab.new(6, tmp_path) == 0
+    assert f"add {lab.LIBURING} to the command that links" in capsys.readouterr().out
+
+
+def test_io_uring_probe_says_why_not(monkeypatch):
+    assert lab.io_uring_unavailable() is None  # this machine runs stage 6
+    monkeypatch.setattr(lab, "IORING_SETUP_DEFER_TASKRUN", 1 << 30)  # a flag no kernel knows
+    assert "has io_uring, but not" in lab.io_uring_unavailable()
+    monkeypatch.setattr(lab, "IO_URING_SETUP", 100000)  # no such system call: ENOSYS
+    assert "failed with ENOSYS" in lab.io_uring_unavailable()
+
+
+def test_lab_6_is_not_graded_without_io_uring(monkeypatch, capsys):
+    monkeypatch.setattr(lab, "io_uring_unavailable", lambda: "io_uring_setup failed with EPERM")
+    assert lab.check(6, None, "/bin/true", None, True, lab.LAB_ROOT) == 1
+    out = capsys.readouterr().out
+    assert "cannot be graded on this machine: io_uring_setup failed with EPERM" in out
+    assert "FAIL" not in out
+
+
 def test_check_docs_catches_a_missing_anchor(tmp_path, monkeypatch):
     guide = tmp_path / "labs.md"
     guide.write_text(lab.GUIDE.read_text(encoding="utf-8"), encoding="utf-8")
