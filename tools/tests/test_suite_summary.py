@@ -28,7 +28,8 @@ def deselected(output):
 
 def test_quick_run_accounts_for_stage_gated_and_slow_tests():
     output = collect("-m", "not slow")
-    closing = re.search(r"^(\d+) deselected: (\d+) left out for --stage 1 \(since\(5\)\);"
+    closing = re.search(r"^(\d+) deselected: (\d+) left out for --stage 1"
+                        r" \(since\(5\), since\(6\)\);"
                         r" (\d+) not selected by -m \"not slow\"$", output, re.MULTILINE)
     assert closing, output
     total, gated, slow = map(int, closing.groups())
