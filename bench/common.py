@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHOLOAD = ROOT / "build" / "tools" / "echoload" / "echoload"
-STAGE_NAMES = {1: "poll", 2: "epoll LT", 3: "epoll ET", 4: "coroutines", 5: "full server"}
+STAGE_NAMES = {1: "poll", 2: "epoll LT", 3: "epoll ET", 4: "coroutines", 5: "full server",
+               6: "io_uring"}
 TOOL = Path(sys.argv[0]).stem  # names the script in its error messages
 
 
@@ -36,7 +37,7 @@ def stage_binary(stage):
 
 def built_stages():
     """{stage number: server binary} for every stage directory whose server is built."""
-    return {int(d.name[1]): server_of(d) for d in sorted(ROOT.glob("0[1-5]-*"))
+    return {int(d.name[1]): server_of(d) for d in sorted(ROOT.glob("0[1-6]-*"))
             if server_of(d).exists()}
 
 

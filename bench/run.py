@@ -14,7 +14,7 @@ threads, the ones that compare them with the stages):
     bulk      50 connections, 16 KiB, depth 4
     idle      one ping-pong client among 0, 1000, 5000 and 10000 idle connections
     memory    the server's VmRSS growth over 5000 idle connections, per connection
-    threads   small messages again, with --threads 1 and 2 (stage 5 and the peers that take it)
+    threads   small messages again, with --threads 1 and 2 (stages 5 and 6, and peers that take it)
 
 Each run starts the server afresh on a free port, pinned to core 0 (to both cores with 2
 threads), and echoload on core 1. Within a scenario the servers take turns, repeat after
@@ -47,7 +47,7 @@ PEERS = {
     "uv": ("libuv", "uv_server", True),
     "node": ("Node.js", "node_server", False),
 }
-THREADED_STAGES = {5}  # the stages that take --threads N
+THREADED_STAGES = {5, 6}  # the stages that take --threads N
 
 SCENARIOS = ["pingpong", "small", "bulk", "idle", "memory", "threads"]
 PINGPONG = (1, 1, 64)  # echoload's --connections, --depth and --size
