@@ -28,7 +28,9 @@ LOADS = {
     # fall short and its backpressure cap is reached.
     "slow-readers": (10, 64, 65536, 16384),
 }
-COLUMNS = ["epoll_wait", "epoll_ctl", "recvfrom", "sendto"]
+# The calls with a column of their own, where some server in the table makes them: stage 6
+# moves its receives and sends into io_uring_enter.
+COLUMNS = ["epoll_wait", "epoll_ctl", "recvfrom", "sendto", "io_uring_enter"]
 
 
 def parse_summary(text):
@@ -80,20 +82,23 @@ def main():
     if subprocess.run(["sh", "-c", "command -v strace"], capture_output=True).returncode != 0:
         fail("strace is not installed (apt-get install strace)")
 
-    print("| load | server | messages | " + " | ".join(f"`{c}`" for c in COLUMNS)
-          + " | of which `recvfrom` EAGAIN | all calls |")
-    print("| --- | --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | ---: |")
+    rows = []  # (load, label, messages, counts), printed once all are counted
     for load in loads:
-        connections, depth, size, rcvbuf = LOADS[load]
-        shape = f"{connections} x {depth} x {size} B" + (f", rcvbuf {rcvbuf}" if rcvbuf else "")
         for label, binary in servers:
             print(f"  {load}, {label} ...", file=sys.stderr, flush=True)
-            messages, counts = count(binary, load, args.duration)
-            per_k = lambda calls: f"{1000 * calls / messages:,.0f}"  # noqa: E731
-            cells = [per_k(counts.get(c, (0, 0))[0]) for c in COLUMNS]
-            cells.append(per_k(counts.get("recvfrom", (0, 0))[1]))
-            cells.append(per_k(sum(calls for calls, _ in counts.values())))
-            print(f"| {load} ({shape}) | {label} | {messages:,} | " + " | ".join(cells) + " |")
+            rows.append((load, label, *count(binary, load, args.duration)))
+    columns = [c for c in COLUMNS if any(c in counts for *_, counts in rows)]
+    print("| load | server | messages | " + " | ".join(f"`{c}`" for c in columns)
+          + " | of which `recvfrom` EAGAIN | all calls |")
+    print("| --- | --- | ---: | " + " | ".join("---:" for _ in columns) + " | ---: | ---: |")
+    for load, label, messages, counts in rows:
+        connections, depth, size, rcvbuf = LOADS[load]
+        shape = f"{connections} x {depth} x {size} B" + (f", rcvbuf {rcvbuf}" if rcvbuf else "")
+        per_k = lambda calls: f"{1000 * calls / messages:,.0f}"  # noqa: E731
+        cells = [per_k(counts.get(c, (0, 0))[0]) for c in columns]
+        cells.append(per_k(counts.get("recvfrom", (0, 0))[1]))
+        cells.append(per_k(sum(calls for calls, _ in counts.values())))
+        print(f"| {load} ({shape}) | {label} | {messages:,} | " + " | ".join(cells) + " |")
     print(f"(system calls per 1,000 echoed messages; strace -c -f for {args.duration} s per"
           " row, server on core 0, echoload on core 1)")
 
