@@ -33,10 +33,12 @@ pytestmark = pytest.mark.skipif(not (REPO / "06-io-uring").is_dir(), reason="no 
 
 def environment(**changes):
     """This process's environment for a make of our own: without the MAKEFLAGS of a `make
-    tools-test` around us (its jobserver descriptors are not ours) and without the variables
-    under test, unless given."""
+    tools-test` around us (its jobserver descriptors are not ours), without the build choices
+    it was given (`make test SANITIZE=...` exports SANITIZE, and the servers checked here are
+    the plain build's), and without the variables under test, unless given."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CI", "NO_IO_URING", "STAGE")}
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SANITIZE", "CXX", "CI",
+                        "NO_IO_URING", "STAGE")}
     env.update(changes)
     return env
 
