@@ -140,6 +140,13 @@ def _taken_when_answered(server, victims, floods, queued_at_start):
         assert wait_until(server.stopped, 5), (
             f"the server did not stop when a victim's echo arrived (thread states"
             f" {thread_states(server.pid)})")
+        # Every echo that is here now was sent before the server stopped, with the same
+        # floods taken. Ask again: one system call can send several echoes (stage 6 submits a
+        # round's sends in one io_uring_enter and stops on its way back from it), and poll
+        # may have returned between two of them. An echo left for the next turn would never
+        # stop the server: its SIGSTOP, raised while the server was stopped, is discarded by
+        # the SIGCONT that resumes it.
+        ready = poller.poll(0)
         now = [queued - _unread(server, sock) for sock, queued in zip(floods, queued_at_start)]
         for fd, _ in ready:
             name = next(n for n, sock in waiting.items() if sock.fileno() == fd)
