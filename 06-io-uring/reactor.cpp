@@ -181,18 +181,19 @@ void Reactor::run_once(int timeout_ms) {
     }
     bound_ = true;
   }
-  // Coroutines ready to run: collect completions, but do not sleep.
-  enter(ready_.empty() ? wait_timeout_ms(timeout_ms) : 0);
-  // Completions only record what the kernel did and queue the coroutines waiting for it: none
-  // runs, so none can destroy an operation, until the whole batch has been read.
-  reap();
-  // Every buffer the kernel has taken is counted now: receives that found the ring dry earlier
-  // in the batch ask again, one per buffer back in the ring.
+  // Receives that found the ring dry ask again, one per buffer back in it. Here, not when a
+  // buffer comes back: every buffer the last batch took is counted by now, and their requests
+  // go out in this round's enter either way.
   while (!starved_.empty() && buffers_.lent() < buffers_.count()) {
     BufferWaiter* const waiter = starved_.front();
     starved_.pop_front();
     waiter->on_buffer_returned();
   }
+  // Coroutines ready to run: collect completions, but do not sleep.
+  enter(ready_.empty() ? wait_timeout_ms(timeout_ms) : 0);
+  // Completions only record what the kernel did and queue the coroutines waiting for it: none
+  // runs, so none can destroy an operation, until the whole batch has been read.
+  reap();
   // No clock read per round unless some wait has a deadline: with no idle timeout, the queue
   // is empty except while accept backs off.
   if (!timers_.empty()) {
@@ -342,10 +343,6 @@ void Reactor::post_for_test(std::uint64_t user_data) {
 
 void Reactor::give_back(std::uint16_t id) {
   buffers_.give_back(id);
-  if (starved_.empty()) return;
-  BufferWaiter* const waiter = starved_.front();
-  starved_.pop_front();
-  waiter->on_buffer_returned();
 }
 
 void Reactor::wait_for_buffer(BufferWaiter& waiter) {

@@ -125,9 +125,11 @@ class Reactor {
 
   // The loop's receive buffers.
   BufferRing& buffers() { return buffers_; }
-  // Gives a buffer back to the ring; then, if receives ended for want of one, asks again.
+  // Gives a buffer back to the ring. A receive that ended for want of one asks again at the
+  // start of the next round.
   void give_back(std::uint16_t id);
-  // waiter's receive ended with ENOBUFS: on_buffer_returned() once a buffer comes back.
+  // waiter's receive ended with ENOBUFS: on_buffer_returned() in the first round that starts
+  // with a buffer in the ring.
   void wait_for_buffer(BufferWaiter& waiter);
   void stop_waiting_for_buffer(BufferWaiter& waiter);
 
