@@ -14,6 +14,7 @@ import random
 import re
 import resource
 import select
+import selectors
 import signal
 import socket
 import struct
@@ -457,23 +458,50 @@ CRASH_SIGNS = ("terminate called", "what():", "Segmentation fault", "core dumped
 
 def run_cli(server_command, args, tmp_path, seconds=5.0, env=None):
     """Runs the server with `args`, expecting it to exit by itself; returns (rc, stdout, stderr).
-    `env` is its environment (default: server_environment())."""
+    `env` is its environment (default: server_environment()).
+
+    Fails the test if the server still runs after `seconds`, or as soon as it prints its
+    'listening on' line: it has taken the arguments and serves, and would only run on."""
     proc = subprocess.Popen([*server_command, *args], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
                             env=server_environment() if env is None else env,
                             preexec_fn=child_limits())
-    try:
-        out, err = proc.communicate(timeout=scaled(seconds))
-        hung = False
-    except subprocess.TimeoutExpired:
-        hung = True
-    if hung:  # outside the except clause, so that the failure shows no TimeoutExpired chain
+    output = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    deadline = deadline_after(seconds)
+    with selectors.DefaultSelector() as selector:
+        for stream in output:
+            selector.register(stream, selectors.EVENT_READ)
+        # Until both pipes end (the server has exited), it serves, or time is up.
+        while selector.get_map() and b"listening on" not in output[proc.stdout]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    output[key.fileobj] += chunk
+                else:
+                    selector.unregister(key.fileobj)
+        serving = b"listening on" in output[proc.stdout]
+        try:
+            proc.wait(timeout=0 if serving else max(0.0, deadline - time.monotonic()))
+            running = False
+        except subprocess.TimeoutExpired:
+            running = True
+    if running:
         stop_process(proc)
-        out, err = proc.communicate()
-        pytest.fail(f"`server {' '.join(args)}` still ran after {scaled(seconds):.1f} s"
-                    f" instead of exiting (did it take the arguments and start serving?)\n"
+        rest_out, rest_err = proc.communicate()
+        output[proc.stdout] += rest_out
+        output[proc.stderr] += rest_err
+    out, err = (bytes(output[stream]).decode("utf-8", "replace")
+                for stream in (proc.stdout, proc.stderr))
+    if running:
+        why = ("took the arguments and started serving (it printed 'listening on')" if serving
+               else f"still ran after {scaled(seconds):.1f} s (did it take the arguments and"
+               f" start serving?)")
+        pytest.fail(f"`server {' '.join(args)}` {why} instead of exiting\n"
                     f"stdout: {tail_text(out)}\nstderr: {tail_text(err)}")
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return proc.returncode, out, err
 
 
 def describe_run(args, rc, out, err):
