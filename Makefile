@@ -87,7 +87,7 @@ STAGE6_WHY = if ! $(HAS_LIBURING); then why="$(NO_LIBURING)"; \
 IN_CI := $(if $(filter-out 0 false no,$(shell printf '%s' '$(CI)' | tr 'A-Z' 'a-z')),true)
 # Shell: says that stage 6 was not run and why; fails under CI.
 STAGE6_NOT_RUN = if [ "$(IN_CI)" = true ]; then \
-      echo "error: stage 6 not run: $$why (with CI=true every stage must run)" >&2; exit 1; fi; \
+      echo "error: stage 6 not run: $$why (under CI every stage must run)" >&2; exit 1; fi; \
     echo "stage 6 not run: $$why"
 
 .PHONY: all help deps check-deps run test unit-tests tools-test format-check clean

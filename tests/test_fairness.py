@@ -144,8 +144,8 @@ def _taken_when_answered(server, victims, floods, queued_at_start):
         # floods taken. Ask again: one system call can send several echoes (stage 6 submits a
         # round's sends in one io_uring_enter and stops on its way back from it), and poll
         # may have returned between two of them. An echo left for the next turn would never
-        # stop the server: its SIGSTOP, raised while the server was stopped, is discarded by
-        # the SIGCONT that resumes it.
+        # stop the server: its SIGSTOP, raised while the first one was still pending, merged
+        # with it, and the SIGCONT that resumes the server discards stop signals.
         ready = poller.poll(0)
         now = [queued - _unread(server, sock) for sock, queued in zip(floods, queued_at_start)]
         for fd, _ in ready:
