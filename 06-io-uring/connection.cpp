@@ -25,7 +25,7 @@ constexpr std::chrono::milliseconds kAcceptPause{100};
 }  // namespace
 
 Connection::Connection(Reactor& reactor, Fd socket, std::chrono::milliseconds idle_timeout)
-    : reactor_(reactor), socket_(std::move(socket)), idle_timeout_(idle_timeout) {
+    : reactor_(reactor), idle_timeout_(idle_timeout), socket_(std::move(socket)) {
   if (idle_timeout_ > idle_timeout_.zero()) last_moved_ = Clock::now();
   start_receiving();
 }

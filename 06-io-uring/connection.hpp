@@ -23,9 +23,9 @@ constexpr int kAcceptsPerRound = 64;
 // Backpressure: the receive buffers one connection may hold (received, not yet echoed). At
 // this many its multishot receive is cancelled, and the bytes wait in the kernel's socket
 // buffer until it has read them all. What the kernel had already received into more buffers
-// before the cancel took effect (it fills as many as the socket holds, in one go) is copied
-// out, and those buffers go straight back: so a client that never reads holds at most these,
-// and cannot take the ring from everyone else.
+// before the cancel took effect (it fills up to 32 in one go, while the socket holds bytes) is
+// copied out, and those buffers go straight back: so a client that never reads holds at most
+// these, and cannot take the ring from everyone else.
 constexpr std::size_t kMaxBuffersHeld = 4;
 
 // Thrown by read_some and write_all when the connection has been idle for its idle timeout:
@@ -84,7 +84,7 @@ class Connection {
     Connection& connection;
   };
   // Where the multishot receive stands.
-  enum class Receiving {
+  enum class Receiving : std::uint8_t {
     kStopped,   // not armed: read_some arms it when it has nothing left to hand out
     kArmed,     // in flight
     kStopping,  // cancelled (backpressure), its last completion not in yet
@@ -101,21 +101,23 @@ class Connection {
   Clock::time_point idle_deadline() const;
   IdleTimeout idle_error() const;
 
+  // Every idle connection carries all of this, inside its coroutine's frame: the small
+  // fields go last, together, so that padding does not make it larger.
   Reactor& reactor_;
-  Fd socket_;
   Receive receive_{*this};
   Send send_{*this};
-  Receiving receiving_ = Receiving::kStopped;
-  std::vector<Received> received_;          // in order; read_some takes from the front
-  std::size_t held_ = 0;                    // entries of received_ in a ring buffer
-  std::optional<std::uint16_t> delivered_;  // the ring buffer read_some returned last
-  std::vector<char> delivered_copy_;        // or the copy it returned last
-  std::vector<char> outgoing_;              // a copy of bytes to send from anywhere else
-  int sent_ = 0;                            // the last send's result
-  std::coroutine_handle<> reader_;          // suspended in read_some
-  std::coroutine_handle<> writer_;          // suspended in write_all
+  std::vector<Received> received_;    // in order; read_some takes from the front
+  std::vector<char> delivered_copy_;  // the copy read_some returned last, if it was one
+  std::vector<char> outgoing_;        // a copy of bytes to send from anywhere else
+  std::coroutine_handle<> reader_;    // suspended in read_some
+  std::coroutine_handle<> writer_;    // suspended in write_all
   std::chrono::milliseconds idle_timeout_;
   Clock::time_point last_moved_;  // when a byte last moved, if idle_timeout_ is set
+  Fd socket_;
+  int sent_ = 0;                            // the last send's result
+  std::optional<std::uint16_t> delivered_;  // the ring buffer read_some returned last
+  std::uint8_t held_ = 0;                   // entries of received_ in a ring buffer
+  Receiving receiving_ = Receiving::kStopped;
 };
 
 // The listening socket, with a multishot accept in the ring.

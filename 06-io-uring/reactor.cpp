@@ -262,7 +262,7 @@ void Reactor::complete(const io_uring_cqe& cqe) {
   }
   Operation* const owner = slots_[index].owner;
   // An abandoned accept's clients: nobody will serve them.
-  if (!owner && slots_[index].leftovers.closes_results && cqe.res >= 0) Fd{cqe.res}.reset();
+  if (!owner && cqe.res >= 0 && leftovers_.at(index).closes_results) Fd{cqe.res}.reset();
   // The last completion of a request (a multishot one posts several, with F_MORE): the slot is
   // free again before the owner hears of it, so that it may ask again at once.
   if (!(cqe.flags & IORING_CQE_F_MORE)) {
@@ -306,10 +306,14 @@ io_uring_sqe* Reactor::prepare(Operation& op) {
 
 void Reactor::release(std::uint32_t index) {
   Slot& slot = slots_[index];
-  const std::optional<std::uint16_t> held = slot.leftovers.held_buffer;
+  std::optional<std::uint16_t> held;
+  if (!slot.owner) {
+    const auto abandoned = leftovers_.find(index);
+    held = abandoned->second.held_buffer;
+    leftovers_.erase(abandoned);
+  }
   slot.owner = nullptr;
   slot.busy = false;
-  slot.leftovers = {};
   if (++slot.generation == 0) slot.generation = 1;
   free_slots_.push_back(index);
   --in_flight_;
@@ -328,9 +332,10 @@ void Reactor::cancel(const Operation& op) {
 
 void Reactor::abandon(Operation& op, Leftovers leftovers) {
   assert(op.in_flight());
-  Slot& slot = slots_[static_cast<std::uint32_t>(op.token_ >> 32)];
+  const auto index = static_cast<std::uint32_t>(op.token_ >> 32);
+  Slot& slot = slots_[index];
   slot.owner = nullptr;
-  slot.leftovers = std::move(leftovers);
+  leftovers_[index] = std::move(leftovers);
   cancel(op);
   op.token_ = 0;
 }
@@ -384,7 +389,7 @@ void Reactor::quiesce() {
     log(LogLevel::kError, std::to_string(in_flight_) + " io_uring requests did not end; " +
                               "their buffers are left allocated");
     buffers_.leak();
-    new std::vector<Slot>(std::move(slots_));
+    new std::unordered_map<std::uint32_t, Leftovers>(std::move(leftovers_));
   }
 }
 

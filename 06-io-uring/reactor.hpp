@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "buffer_ring.hpp"
@@ -72,9 +73,11 @@ struct Leftovers {
   bool closes_results = false;               // its results are new descriptors (accept)
 };
 
-// The loop's receive buffers: many enough that a loop's connections rarely find the ring dry,
-// big enough that a bulk transfer moves 16 KiB per completion. 4 MiB per loop, resident only
-// once used, and held by no idle connection.
+// The loop's receive buffers: many enough that a loop's connections rarely find the ring dry;
+// 4 MiB per loop, resident only once used, and held by no idle connection. Their size is also
+// a connection's turn: a multishot receive fills up to 32 buffers from one socket before the
+// kernel moves on to the next, so 16 KiB makes a turn of 512 KiB. 64 KiB would send as
+// stage 5 does, a quarter as often on bulk, but let one flooding client take 2 MiB at a time.
 constexpr std::size_t kReceiveBufferSize = 16 * 1024;
 constexpr unsigned kReceiveBuffers = 256;
 
@@ -219,12 +222,12 @@ class Reactor {
 
  private:
   class Root;
-  // What the reactor keeps for each request in flight, found through its token.
+  // What the reactor keeps for each request in flight, found through its token: 16 bytes,
+  // since every idle connection's receive has one.
   struct Slot {
     Operation* owner = nullptr;  // null once abandoned
     std::uint32_t generation = 0;
     bool busy = false;
-    Leftovers leftovers;  // once abandoned
   };
   io_uring_sqe* next_sqe();
   void enter(int timeout_ms);
@@ -245,6 +248,8 @@ class Reactor {
   BufferRing buffers_;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
+  // What each abandoned request still uses, by slot; few at a time, so kept apart from slots_.
+  std::unordered_map<std::uint32_t, Leftovers> leftovers_;
   std::size_t in_flight_ = 0;
   std::uint64_t stale_completions_ = 0;
   std::deque<BufferWaiter*> starved_;          // receives waiting for a buffer, in order
