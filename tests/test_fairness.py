@@ -15,7 +15,8 @@ waits, so its verdict does not depend on the machine's speed or load:
    had taken by that moment: what it queued, minus what is still untransmitted on the
    flooder's side (SIOCOUTQNSD) or unread on the server's side (/proc/net/tcp).
 3. A fair server has taken at most one turn of each flood; one that serves a client until
-   EAGAIN has taken megabytes.
+   EAGAIN has taken megabytes. What step 2 reads can only err high (a late delivery stops the
+   server late), so a server gets up to three attempts and its best one counts.
 """
 
 import fcntl
@@ -40,6 +41,11 @@ FLOODERS = 4
 TURN_LIMIT = 1 * MiB
 MIN_QUEUED = 2 * MiB
 VICTIM_BYTES = 64
+# What the test reads can only be too high: on a loaded machine the echo may reach the victim,
+# and so stop the server, a little after it was sent, and the kernel may run an io_uring
+# loop's receives once more before it returns. So a server gets up to this many attempts, and
+# its best counts; one without a budget takes megabytes in every one.
+ATTEMPTS = 3
 
 
 def _server_unread(server_port, client_port):
@@ -170,11 +176,10 @@ def _drain(floods, sent, streams):
                                      f" came back, then {why}")
 
 
-def test_flooding_client_does_not_starve_others(start_server, stage):
-    """Catches serving one ready client until EAGAIN (no per-wakeup budget): before answering
-    a victim's 64 bytes, the server reads megabytes of a flood instead of one turn."""
-    # One loop: with several, a victim served by another thread proves nothing.
-    server = start_server(*(["--threads", "1"] if stage >= 5 else []))
+def _one_attempt(server):
+    """Connects two victims and the floods, queues the floods and the victims' bytes while the
+    server is stopped, and returns ({victim name: [bytes taken per flood]}, [bytes queued per
+    flood]) as _taken_when_answered saw them; then checks every echo and closes the clients."""
     victims = {"the victim connected before the flood": server.connect()}
     floods = [server.connect() for _ in range(FLOODERS)]
     victims["the victim connected after the flood"] = server.connect()
@@ -209,19 +214,37 @@ def test_flooding_client_does_not_starve_others(start_server, stage):
             _no_more_signals(sock)
         server.resume()
 
-    for name, per_flood in taken.items():
-        worst = max(range(FLOODERS), key=lambda i: per_flood[i])
-        assert per_flood[worst] <= TURN_LIMIT, (
-            f"before it echoed the {VICTIM_BYTES} bytes of {name}, the server had read"
-            f" {per_flood[worst] / MiB:.2f} MiB of flooding client {worst + 1}'s"
-            f" {queued[worst] / MiB:.2f} MiB (all floods: "
-            f"{', '.join(f'{t / MiB:.2f}' for t in per_flood)} MiB; a fair turn is at most"
-            f" {TURN_LIMIT / MiB:.0f} MiB). It serves a ready client until it runs dry while the"
-            f" others wait: give each client a bounded turn per wakeup")
     deadline = deadline_after(10)
     for i, (name, sock) in enumerate(victims.items()):
         got, why = read_up_to(sock, VICTIM_BYTES, deadline)
         assert_same_bytes(payload(VICTIM_BYTES, seed=830 + i), got, f"the echo of {name}",
                           note=why or "")
     _drain(floods, sent, streams)
+    for sock in [*victims.values(), *floods]:
+        sock.close()
+    return taken, queued
+
+
+def test_flooding_client_does_not_starve_others(start_server, stage):
+    """Catches serving one ready client until EAGAIN (no per-wakeup budget): before answering
+    a victim's 64 bytes, the server reads megabytes of a flood instead of one turn."""
+    # One loop: with several, a victim served by another thread proves nothing.
+    server = start_server(*(["--threads", "1"] if stage >= 5 else []))
+    tries = []
+    for _ in range(ATTEMPTS):
+        taken, queued = _one_attempt(server)
+        name, per_flood = max(taken.items(), key=lambda item: max(item[1]))
+        tries.append((max(per_flood), name, per_flood, queued))
+        if max(per_flood) <= TURN_LIMIT:
+            break
+    worst_taken, name, per_flood, queued = min(tries, key=lambda t: t[0])
+    worst = per_flood.index(worst_taken)
+    assert worst_taken <= TURN_LIMIT, (
+        f"before it echoed the {VICTIM_BYTES} bytes of {name}, the server had read"
+        f" {worst_taken / MiB:.2f} MiB of flooding client {worst + 1}'s"
+        f" {queued[worst] / MiB:.2f} MiB (all floods: "
+        f"{', '.join(f'{t / MiB:.2f}' for t in per_flood)} MiB; a fair turn is at most"
+        f" {TURN_LIMIT / MiB:.0f} MiB; the least of {ATTEMPTS} attempts, whose worst were "
+        f"{', '.join(f'{t[0] / MiB:.2f}' for t in tries)} MiB). It serves a ready client until"
+        f" it runs dry while the others wait: give each client a bounded turn per wakeup")
     server.assert_alive("after the flood")
