@@ -116,7 +116,7 @@ class Connection {
   Fd socket_;
   int sent_ = 0;                            // the last send's result
   std::optional<std::uint16_t> delivered_;  // the ring buffer read_some returned last
-  std::uint8_t held_ = 0;                   // entries of received_ in a ring buffer
+  std::uint16_t held_ = 0;                  // entries of received_ in a ring buffer
   Receiving receiving_ = Receiving::kStopped;
 };
 

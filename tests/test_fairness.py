@@ -41,10 +41,10 @@ FLOODERS = 4
 TURN_LIMIT = 1 * MiB
 MIN_QUEUED = 2 * MiB
 VICTIM_BYTES = 64
-# What the test reads can only be too high: on a loaded machine the echo may reach the victim,
-# and so stop the server, a little after it was sent, and the kernel may run an io_uring
-# loop's receives once more before it returns. So a server gets up to this many attempts, and
-# its best counts; one without a budget takes megabytes in every one.
+# What the test reads can only be too high: the server stops when the echo reaches the victim,
+# which on a loaded machine can be a little after it was sent, never before. So a server gets
+# up to this many attempts, and its best counts; one without a budget takes megabytes in every
+# one.
 ATTEMPTS = 3
 
 
