@@ -30,15 +30,28 @@ def test_ping_pong_small_messages_each_answered(start_server):
 
 
 def test_many_small_writes_all_echoed_in_order(start_server):
-    """Catches input lost or reordered when it arrives while earlier echo is still pending."""
+    """Catches input lost or reordered when it arrives while earlier echo is still pending, and
+    a client closed when recv says EAGAIN ("nothing more for now", not the end)."""
     server = start_server()
     client = server.connect()
     rng = random.Random(12)
     pieces = [payload(rng.randint(1, 64), seed=2000 + i) for i in range(500)]
-    for piece in pieces:  # TCP_NODELAY on the client: each piece leaves as its own segment
-        client.sendall(piece)
     sent = b"".join(pieces)
-    got, why = read_up_to(client, len(sent), deadline_after(10))
+    # In two halves, the first one's echo read in full before the second goes: by then the
+    # server has read everything there was and met EAGAIN, however fast or loaded the machine
+    # (sent in one go, a server scheduled late could read it all at once and close only after).
+    got, why = b"", None
+    for half in (pieces[:250], pieces[250:]):
+        try:
+            for piece in half:  # TCP_NODELAY on the client: each piece leaves as its own segment
+                client.sendall(piece)
+        except OSError as e:
+            why = f"sending the second half failed ({e}): the server closed the connection"
+            break
+        more, why = read_up_to(client, sum(map(len, half)), deadline_after(10))
+        got += more
+        if why is not None:
+            break
     assert_same_bytes(sent, got, f"echo of 500 small writes ({len(sent)} bytes in all)",
                       note=why or "")
 
